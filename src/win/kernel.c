@@ -1,0 +1,143 @@
+/* kernel.c - see kernel.h. */
+#include "win/kernel.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define PAGE 0x1000u
+
+/* Names the kernel's export directory carries across builds (UP/MP, PAE). */
+static const char *const kernel_names[] = {
+    "ntoskrnl.exe", "ntkrnlmp.exe", "ntkrnlpa.exe", "ntkrpamp.exe",
+};
+
+static bool named_like_kernel(const char *name)
+{
+    for (size_t i = 0; i < sizeof kernel_names / sizeof kernel_names[0]; i++)
+        if (strcasecmp(name, kernel_names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Does the image at `img` look like ntoskrnl? Fills `name`. */
+static bool looks_like_kernel(const struct pe_image *img, char *name, size_t len)
+{
+    struct bm_err ignored = BM_ERR_INIT;
+    struct pe_exports ex;
+    if (pe_exports_open(img, &ex, &ignored) < 0)
+        return false;
+    snprintf(name, len, "%s", ex.dll_name);
+    if (named_like_kernel(ex.dll_name))
+        return true;
+    struct pe_export x;
+    return pe_export_find(img, &ex, "KeBugCheckEx", &x, &ignored) == 0 && !x.forwarder;
+}
+
+int winkernel_find(pe_read_fn read, void *ctx, uint64_t ptr, uint64_t max_scan,
+                   struct winkernel *out, struct bm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (max_scan == 0)
+        max_scan = WINKERNEL_SCAN_MAX;
+    uint64_t page = ptr & ~(uint64_t)(PAGE - 1);
+    /* What the last plausible candidate was, for the failure message. */
+    char last[160] = "";
+
+    for (uint64_t off = 0; off < max_scan && off <= page; off += PAGE) {
+        uint64_t va = page - off;
+        uint8_t mz[2];
+        struct bm_err rerr = BM_ERR_INIT;
+        out->pages_scanned++;
+        if (read(ctx, va, mz, sizeof mz, &rerr) < 0) {
+            out->pages_unreadable++;
+            continue;
+        }
+        if (mz[0] != 'M' || mz[1] != 'Z')
+            continue;
+        struct pe_image img;
+        if (pe_open(&img, read, ctx, va, &rerr) < 0)
+            continue;                   /* "MZ" by chance, or damaged */
+        if (ptr - va >= img.size_of_image) {
+            snprintf(last, sizeof last, "; the image at 0x%" PRIx64 " (0x%" PRIx32
+                     " bytes) ends below it", va, img.size_of_image);
+            continue;
+        }
+        char name[PE_MAX_NAME_LEN + 1] = "";
+        if (!looks_like_kernel(&img, name, sizeof name)) {
+            snprintf(last, sizeof last, "; it lies in the image at 0x%" PRIx64
+                     " (%s), which is not ntoskrnl", va, name[0] ? name : "unnamed");
+            continue;
+        }
+        out->base = va;
+        out->size = img.size_of_image;
+        out->img = img;
+        snprintf(out->name, sizeof out->name, "%s", name);
+        struct bm_err rsds_err = BM_ERR_INIT;
+        out->has_rsds = pe_read_rsds(&img, &out->rsds, &rsds_err) == 0;
+        if (!out->has_rsds)
+            snprintf(out->rsds_error, sizeof out->rsds_error, "%s",
+                     bm_err_msg(&rsds_err));
+        return 0;
+    }
+    return bm_err_set(err, "no ntoskrnl image containing 0x%016" PRIx64 " found in "
+                      "the %" PRIu64 " KiB below it (%u pages unreadable)%s",
+                      ptr, max_scan >> 10, out->pages_unreadable, last);
+}
+
+/* Read up to `len` bytes at `rva`, stopping at the first unreadable page;
+ * returns the number read. Code past a hole is not needed to decode. */
+static size_t read_code(const struct pe_image *img, uint32_t rva, uint8_t *buf,
+                        size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        size_t piece = PAGE - (size_t)((img->base + rva + got) & (PAGE - 1));
+        if (piece > len - got)
+            piece = len - got;
+        struct bm_err ignored = BM_ERR_INIT;
+        if (pe_read_rva(img, rva + (uint32_t)got, buf + got, piece, &ignored) < 0)
+            break;
+        got += piece;
+    }
+    return got;
+}
+
+int winkernel_find_bugcheck2(const struct winkernel *k,
+                             struct winkernel_bugcheck *out, struct bm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    const struct pe_image *img = &k->img;
+    struct pe_exports ex;
+    struct pe_export x;
+    if (pe_exports_open(img, &ex, err) < 0 ||
+        pe_export_find(img, &ex, "KeBugCheckEx", &x, err) < 0) {
+        bm_err_prefix(err, "finding KeBugCheckEx in the kernel at 0x%" PRIx64, k->base);
+        return -1;
+    }
+    if (x.forwarder)
+        return bm_err_set(err, "kernel at 0x%" PRIx64 ": KeBugCheckEx is a forwarder "
+                          "(%s)", k->base, x.forward);
+    out->kebugcheckex = k->base + x.rva;
+
+    uint8_t code[CALLSCAN_MAX_BYTES];
+    size_t want = img->size_of_image - x.rva;
+    if (want > sizeof code)
+        want = sizeof code;
+    size_t got = read_code(img, x.rva, code, want);
+    if (callscan_find_bugcheck2(code, got, out->kebugcheckex, &out->scan, err) < 0)
+        return -1;
+
+    uint64_t t = out->scan.target;
+    const struct pe_section *s = NULL;
+    if (t - k->base < k->size)
+        s = pe_section_at(img, (uint32_t)(t - k->base));
+    if (s == NULL || !(s->characteristics & PE_SCN_MEM_EXECUTE))
+        return bm_err_set(err, "kernel at 0x%" PRIx64 ": the call in KeBugCheckEx goes "
+                          "to 0x%" PRIx64 ", outside the kernel's code; its code is "
+                          "not the expected shape, give a symbol profile (-r)",
+                          k->base, t);
+    out->kebugcheck2 = t;
+    return 0;
+}

@@ -1,0 +1,84 @@
+/* guest.h - state shared by the guest kernel's parts. */
+#ifndef GUEST_GUEST_H
+#define GUEST_GUEST_H
+
+#include "layout.h"
+#include "lib.h"
+
+#define MAX_CPUS 4
+#define MAX_RAM 16
+
+struct ram_range {
+    u64 start, end; /* inclusive end */
+};
+
+/* What the host ordered on the kernel command line. */
+struct orders {
+    u64 code, p[4];
+    bool direct;          /* entry=direct: straight into KeBugCheck2 */
+    u32 vcpus, on;        /* vCPUs, and the one that bug-checks */
+    u64 delay_ms;         /* 0 with trigger */
+    bool trigger;         /* wait for a byte on the serial port */
+    u32 count;            /* bug checks in a row (nested on the same vCPU) */
+    u64 seed;
+    u8 pname[16];
+    u32 pname_len;
+    bool nosetup;         /* stop before building anything Windows-like */
+};
+
+struct cpu {
+    u64 kpcr, idt, gdt, cr3, teb, thread;
+    volatile bool up;
+};
+
+struct process {
+    u64 eprocess, dtb, peb, teb;
+    u64 pid, ppid, session;
+};
+
+struct world {
+    struct layout lay;
+    u64 base;             /* ntoskrnl base (VA) */
+    u64 image_pa;
+    u64 sys_pml4;         /* System's DirectoryTableBase */
+    u64 pool_va, pool_pa, pool_used, pool_size;
+    struct process idle, system, parent, victim;
+    u64 victim_tid;
+    struct cpu cpu[MAX_CPUS];
+};
+
+extern struct orders ord;
+extern struct world W;
+extern struct ram_range ram[MAX_RAM];
+extern int n_ram;
+
+/* world.c */
+u64 palloc(u64 size, u64 align);
+void palloc_init(u64 start, u64 end, u64 avoid_start, u64 avoid_end);
+void world_build(void);
+void cpu_setup(unsigned i); /* load GDT/IDT/MSRs/CR3 of vCPU i, on vCPU i */
+
+/* hw.c */
+void lapic_timer_start(void);
+void wait_ms(u64 ms);
+void wait_trigger(void);
+void smp_start_aps(void);
+void bluescreen(u64 code, const u64 p[4]);
+void pvpanic_signal(void);
+extern volatile bool world_ready;
+extern volatile unsigned ap_booting;
+
+/* entry.S */
+extern char ap_tramp_start[], ap_tramp_end[], ap_tramp_cr3[], ap_tramp_stack[], ap_tramp_entry[];
+void kebugcheck2_entry(void);
+void isr_common(void);
+void call_ms_abi(u64 target, u64 code, u64 p1, u64 p2, u64 p3, u64 p4);
+void reload_segments(void);
+
+/* kmain.c */
+void ap_main(void);
+void kmain(u32 start_info);
+void bugcheck2_handler(u64 code, u64 p1, u64 p2, u64 p3, u64 p4, u64 trap_frame);
+void isr_dispatch(u64 vector, u64 *frame);
+
+#endif

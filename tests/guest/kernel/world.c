@@ -1,0 +1,303 @@
+/* world.c - builds what a monitor sees of a Windows kernel: page tables, the
+ * ntoskrnl image at a random 2 MiB-aligned address, and per vCPU a KPCR whose
+ * current thread leads to an EPROCESS with a PEB, all at the ISF's offsets
+ * (from the layout blob). Low memory stays identity-mapped in every address
+ * space (PML4[0]) so this kernel's own code and data keep working. */
+#include "guest.h"
+
+#define PTE_P 0x1ull
+#define PTE_W 0x2ull
+#define PTE_U 0x4ull
+#define PTE_PS 0x80ull
+#define PTE_ADDR 0x000ffffffffff000ull
+#define KUSER_SHARED_DATA 0xfffff78000000000ull
+#define POOL_SIZE (4ull << 20)
+
+struct orders ord;
+struct world W;
+
+/* ---- physical pages --------------------------------------------------- */
+
+static u64 alloc_next, alloc_end, avoid_lo, avoid_hi;
+
+void palloc_init(u64 start, u64 end, u64 avoid_start, u64 avoid_end)
+{
+    alloc_next = start;
+    alloc_end = end;
+    avoid_lo = avoid_start;
+    avoid_hi = avoid_end;
+}
+
+/* Identity-mapped physical memory, never the initrd's pages. Small blocks
+ * (tables, objects) are zeroed; large ones are fresh RAM, which QEMU hands
+ * over zeroed, and clearing megabytes would take tens of seconds under a
+ * slow KVM (instructions run ~2000x slower than TCG on some hosts). */
+u64 palloc(u64 size, u64 align)
+{
+    u64 p = (alloc_next + align - 1) & ~(align - 1);
+    if (p < avoid_hi && p + size > avoid_lo)
+        p = (avoid_hi + align - 1) & ~(align - 1);
+    if (p + size > alloc_end)
+        panic("out of guest memory allocating %lu bytes", size);
+    alloc_next = p + size;
+    if (size <= (64u << 10))
+        memset((void *)p, 0, size);
+    return p;
+}
+
+/* ---- page tables -------------------------------------------------------- */
+
+static u64 *next_table(u64 *table, unsigned idx, u64 flags)
+{
+    if (!(table[idx] & PTE_P))
+        table[idx] = palloc(4096, 4096) | PTE_P | PTE_W | flags;
+    else
+        table[idx] |= flags;
+    return (u64 *)(table[idx] & PTE_ADDR);
+}
+
+static void map(u64 pml4, u64 va, u64 pa, bool large, u64 flags)
+{
+    u64 *t = (u64 *)pml4;
+    u64 up = flags & PTE_U;
+    t = next_table(t, (va >> 39) & 511, up);
+    t = next_table(t, (va >> 30) & 511, up);
+    if (large) {
+        t[(va >> 21) & 511] = pa | PTE_P | PTE_W | PTE_PS | flags;
+        return;
+    }
+    t = next_table(t, (va >> 21) & 511, up);
+    t[(va >> 12) & 511] = pa | PTE_P | PTE_W | flags;
+}
+
+static u64 ram_top(void)
+{
+    u64 top = 4ull << 30;
+    for (int i = 0; i < n_ram; i++)
+        if (ram[i].end + 1 > top)
+            top = ram[i].end + 1;
+    return (top + (1ull << 30) - 1) & ~((1ull << 30) - 1);
+}
+
+/* ---- pool: kernel objects, physically contiguous ------------------------ */
+
+static u64 pool_alloc(u64 size, u64 align)
+{
+    u64 off = (W.pool_used + align - 1) & ~(align - 1);
+    if (off + size > W.pool_size)
+        panic("guest pool exhausted");
+    W.pool_used = off + size;
+    return W.pool_va + off;
+}
+
+static void put64(u64 va, u64 off, u64 v) { *(volatile u64 *)(va + off) = v; }
+static void put32(u64 va, u64 off, u32 v) { *(volatile u32 *)(va + off) = v; }
+
+static u64 off(const char *key) { return layout_need(&W.lay, key); }
+
+static u64 rand_kernel_va(void)
+{
+    /* PML4 slots 0x110-0x1e0: Windows' dynamic kernel space, clear of the
+     * image (0x1f0) and KUSER_SHARED_DATA (0x1ef). */
+    u64 slot = 0x110 + rng_next() % 0xd0;
+    u64 va = 0xffff000000000000ull | (slot << 39) | ((rng_next() & 0x3fffull) << 25);
+    return va;
+}
+
+/* ---- the image ---------------------------------------------------------- */
+
+static void patch_one(u32 rva, u32 kind, void *ctx)
+{
+    (void)ctx;
+    u64 target = kind == PATCH_BUGCHECK2 ? (u64)kebugcheck2_entry
+               : kind == PATCH_ISR ? (u64)isr_common : 0;
+    if (!target)
+        panic("layout blob: unknown patch kind %u", kind);
+    memcpy((void *)(W.image_pa + rva), &target, 8);
+}
+
+static void build_image(void)
+{
+    u64 size = ((u64)W.lay.image_size + (2u << 20) - 1) & ~((2ull << 20) - 1);
+    u64 slots = (16ull << 30) / (2u << 20) - size / (2u << 20);
+    W.base = 0xfffff80000000000ull + (rng_next() % slots) * (2u << 20);
+    W.image_pa = palloc(size, 2u << 20);
+    layout_copy_image(&W.lay, (u8 *)W.image_pa);
+    layout_patches(&W.lay, patch_one, 0);
+    /* ntoskrnl is mapped with large pages, as Windows does when it can. */
+    for (u64 o = 0; o < size; o += 2u << 20)
+        map(W.sys_pml4, W.base + o, W.image_pa + o, true, 0);
+}
+
+/* ---- processes and threads ------------------------------------------------ */
+
+static void list_insert_tail(u64 head, u64 entry)
+{
+    u64 last = *(u64 *)(head + 8);
+    put64(entry, 0, head);
+    put64(entry, 8, last);
+    put64(last, 0, entry);
+    put64(head, 8, entry);
+}
+
+static void make_process(struct process *p, const u8 *name, u32 name_len, bool user)
+{
+    p->eprocess = pool_alloc(layout_need(&W.lay, "size:_EPROCESS"), 64);
+    u64 e = p->eprocess;
+    put64(e, off("off:_EPROCESS.UniqueProcessId"), p->pid);
+    put64(e, off("off:_EPROCESS.InheritedFromUniqueProcessId"), p->ppid);
+    u8 *img = (u8 *)(e + off("off:_EPROCESS.ImageFileName"));
+    for (u32 i = 0; i < 15; i++)
+        img[i] = i < name_len ? name[i] : 0;
+    p->dtb = W.sys_pml4;
+    if (user) {
+        /* Own address space: the kernel half and PML4[0] shared, a PEB and a
+         * TEB in the user half at a random PML4 slot of 1-254. */
+        p->dtb = palloc(4096, 4096);
+        u64 *src = (u64 *)W.sys_pml4, *dst = (u64 *)p->dtb;
+        dst[0] = src[0];
+        for (int i = 256; i < 512; i++)
+            dst[i] = src[i];
+        p->peb = ((1 + rng_next() % 254) << 39) | (rng_next() & 0x7fffff0000ull);
+        p->teb = p->peb + 0x2000;
+        u64 peb_pa = palloc(2 * 4096, 4096), teb_pa = palloc(4 * 4096, 4096);
+        map(p->dtb, p->peb, peb_pa, false, PTE_U);
+        map(p->dtb, p->peb + 0x1000, peb_pa + 0x1000, false, PTE_U);
+        for (u64 i = 0; i < 4; i++)
+            map(p->dtb, p->teb + i * 0x1000, teb_pa + i * 0x1000, false, PTE_U);
+        put32(peb_pa, off("off:_PEB.SessionId"), (u32)p->session);
+        u64 teb_peb = layout_get(&W.lay, "off:_TEB.ProcessEnvironmentBlock");
+        if (teb_peb != LAYOUT_ABSENT)
+            put64(teb_pa, teb_peb, p->peb);
+    }
+    put64(e, off("off:_EPROCESS.Peb"), p->peb);
+    put64(e, off("off:_EPROCESS.Pcb.DirectoryTableBase"), p->dtb);
+    u64 links = layout_get(&W.lay, "off:_EPROCESS.ActiveProcessLinks");
+    u64 head = layout_get(&W.lay, "sym:PsActiveProcessHead");
+    if (links != LAYOUT_ABSENT && head != LAYOUT_ABSENT && p->pid != 0)
+        list_insert_tail(W.base + head, e + links);
+}
+
+static u64 make_thread(const struct process *p, u64 tid, u64 teb)
+{
+    u64 t = pool_alloc(layout_need(&W.lay, "size:_ETHREAD"), 64);
+    put64(t, off("off:_KTHREAD.ApcState.Process"), p->eprocess);
+    u64 kp = layout_get(&W.lay, "off:_KTHREAD.Process");
+    if (kp != LAYOUT_ABSENT)
+        put64(t, kp, p->eprocess);
+    u64 kteb = layout_get(&W.lay, "off:_KTHREAD.Teb");
+    if (kteb != LAYOUT_ABSENT)
+        put64(t, kteb, teb);
+    put64(t, off("off:_ETHREAD.Cid.UniqueProcess"), p->pid);
+    put64(t, off("off:_ETHREAD.Cid.UniqueThread"), tid);
+    return t;
+}
+
+/* Windows IDs are multiples of 4. */
+static u64 rand_id(void) { return 4 * (0x40 + rng_next() % 0x1fc0); }
+
+/* ---- per-vCPU structures ---------------------------------------------------- */
+
+static void make_cpu(unsigned i)
+{
+    struct cpu *c = &W.cpu[i];
+    c->kpcr = pool_alloc(layout_need(&W.lay, "size:_KPCR"), 4096);
+    c->gdt = pool_alloc(16 * 8, 16);
+    c->idt = pool_alloc(256 * 16, 4096);
+    u64 *gdt = (u64 *)c->gdt;
+    gdt[2] = 0x00209b0000000000ull; /* 0x10: ring-0 code64, as KGDT64_R0_CODE */
+    gdt[3] = 0x00cf93000000ffffull; /* 0x18: ring-0 data */
+    for (unsigned v = 0; v < 256; v++) {
+        char key[16];
+        ksnprintf(key, sizeof key, "idt:%u", v);
+        u64 h = W.base + off(key);
+        u64 *g = (u64 *)(c->idt + v * 16);
+        g[0] = (h & 0xffff) | (0x10ull << 16) | (0x8eull << 40) | (((h >> 16) & 0xffff) << 48);
+        g[1] = h >> 32;
+    }
+    put64(c->kpcr, off("off:_KPCR.Self"), c->kpcr);
+    put64(c->kpcr, off("off:_KPCR.CurrentPrcb"), c->kpcr + off("off:_KPCR.Prcb"));
+    u64 o = layout_get(&W.lay, "off:_KPCR.IdtBase");
+    if (o != LAYOUT_ABSENT)
+        put64(c->kpcr, o, c->idt);
+    o = layout_get(&W.lay, "off:_KPCR.GdtBase");
+    if (o != LAYOUT_ABSENT)
+        put64(c->kpcr, o, c->gdt);
+    if (i == ord.on) {
+        c->thread = make_thread(&W.victim, W.victim_tid, W.victim.teb);
+        c->cr3 = W.victim.dtb;
+        c->teb = W.victim.teb;
+    } else {
+        c->thread = make_thread(&W.idle, 0, 0);
+        c->cr3 = W.sys_pml4;
+        c->teb = 0;
+    }
+    put64(c->kpcr, off("off:_KPCR.Prcb.CurrentThread"), c->thread);
+}
+
+void world_build(void)
+{
+    W.sys_pml4 = palloc(4096, 4096);
+    u64 top = ram_top();
+    for (u64 a = 0; a < top; a += 2u << 20)
+        map(W.sys_pml4, a, a, true, 0);
+    build_image();
+
+    W.pool_size = POOL_SIZE;
+    W.pool_pa = palloc(POOL_SIZE, 4096);
+    W.pool_va = rand_kernel_va();
+    for (u64 o = 0; o < POOL_SIZE; o += 4096)
+        map(W.sys_pml4, W.pool_va + o, W.pool_pa + o, false, 0);
+
+    u64 kuser_pa = palloc(4096, 4096);
+    map(W.sys_pml4, KUSER_SHARED_DATA, kuser_pa, false, 0);
+    u64 o = layout_get(&W.lay, "off:_KUSER_SHARED_DATA.NtMajorVersion");
+    if (o != LAYOUT_ABSENT)
+        put32(kuser_pa, o, 10);
+
+    /* Every mapping of the kernel half exists now: processes copy it. */
+    write_cr3(W.sys_pml4);
+    u64 head = layout_get(&W.lay, "sym:PsActiveProcessHead");
+    if (head != LAYOUT_ABSENT) {
+        put64(W.base + head, 0, W.base + head);
+        put64(W.base + head, 8, W.base + head);
+    }
+    W.idle.pid = 0;
+    make_process(&W.idle, (const u8 *)"Idle", 4, false);
+    W.system.pid = 4;
+    make_process(&W.system, (const u8 *)"System", 6, false);
+    u64 sess = 1 + rng_next() % 3;
+    W.parent.pid = rand_id();
+    W.parent.ppid = rand_id();
+    W.parent.session = sess;
+    make_process(&W.parent, (const u8 *)"explorer.exe", 12, true);
+    do
+        W.victim.pid = rand_id();
+    while (W.victim.pid == W.parent.pid);
+    W.victim.ppid = W.parent.pid;
+    W.victim.session = sess;
+    make_process(&W.victim, ord.pname, ord.pname_len, true);
+    W.victim_tid = rand_id();
+    u64 sysproc = layout_get(&W.lay, "sym:PsInitialSystemProcess");
+    if (sysproc != LAYOUT_ABSENT)
+        put64(W.base + sysproc, 0, W.system.eprocess);
+    for (unsigned i = 0; i < ord.vcpus; i++)
+        make_cpu(i);
+}
+
+void cpu_setup(unsigned i)
+{
+    struct cpu *c = &W.cpu[i];
+    struct __attribute__((packed)) { u16 limit; u64 base; } gdtr = { 16 * 8 - 1, c->gdt },
+        idtr = { 256 * 16 - 1, c->idt };
+    write_cr3(W.sys_pml4);
+    __asm__ volatile("lgdt %0" :: "m"(gdtr));
+    reload_segments();
+    __asm__ volatile("lidt %0" :: "m"(idtr));
+    wrmsr(MSR_GS_BASE, c->kpcr);
+    wrmsr(MSR_KERNEL_GS_BASE, c->teb);
+    wrmsr(MSR_LSTAR, W.base + off("sym:KiSystemCall64"));
+    wrmsr(MSR_STAR, (0x23ull << 48) | (0x10ull << 32));
+    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | 1); /* SCE */
+    write_cr3(c->cr3);
+}
