@@ -1,14 +1,211 @@
-/* main.c - command line of bsodmon. The monitor and the plugin land in later
- * changes; for now this prints the build's options and version. */
+/* main.c - bsodmon's command line (DRAKVUF-compatible flags) -> monitor. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "monitor/monitor.h"
+#include "plugins/plugin.h"
+#ifdef ENABLE_PLUGIN_BSODMON
+#include "plugins/bsodmon/bugcheck.h"
+#include "plugins/bsodmon/crashdump.h"
+#endif
+
+#define BSODMON_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: bsodmon -d QMP_SOCKET [options]\n"
+        "Watches a Windows VM under QEMU/KVM from the host and reports every bug check\n"
+        "(blue screen) the instant the guest enters KeBugCheck2.\n"
+        "\n"
+        "Required:\n"
+        "  -d PATH                    the VM's QMP unix socket\n"
+        "Symbols (optional; without them the process fields are unavailable):\n"
+        "  -r FILE                    kernel profile: Volatility 3 ISF (.json, .json.xz,\n"
+        "                             .json.gz) or Rekall JSON\n"
+        "  --symbols-dir DIR          Volatility symbol directory; the profile is picked by\n"
+        "                             the running kernel's PDB GUID\n"
+        "                             (DIR/windows/ntkrnlmp.pdb/GUID-AGE.json.xz)\n"
+        "Output and run control:\n"
+        "  -o FORMAT                  output format: default, csv, kv or json\n"
+        "  -t SECONDS                 stop after SECONDS (then the stop phase)\n"
+        "  --wait-stop-plugins SECONDS\n"
+        "                             length of the stop phase after -t\n"
+        "  -a PLUGIN                  activate only the named plugin(s)\n"
+        "  -x PLUGIN                  do not activate PLUGIN\n"
+        "  -p                         leave the guest paused when bsodmon exits\n"
+        "  -v                         verbose diagnostics on stderr\n"
+        "  --info                     attach, print what was found as JSON, detach\n"
+        "  --software-breakpoints     use int3 (patches guest memory) instead of a\n"
+        "                             hardware breakpoint\n"
+        "  --memory-access MODE       shm, process or gdbstub (default: the fastest that works)\n"
+#ifdef ENABLE_PLUGIN_BSODMON
+        "bsodmon plugin:\n"
+        "  -b                         exit with code 10 as soon as a bug check is seen\n"
+        "  --bsodmon-ignore-stop      stay armed through the stop phase\n"
+        "  --crashdump-dir DIR        write all guest RAM to DIR/crashdump.bin and\n"
+        "                             DIR/crashdump.metadata on a bug check\n"
+        "  --list-bugchecks           print the bug check table and exit\n"
+#endif
+        "  -h, --help                 this text\n"
+        "  --version                  version and plugins built in\n"
+        "\n"
+        "Plugins in this build:");
+    for (size_t i = 0; plugin_registry[i] != NULL; i++)
+        fprintf(f, " %s", plugin_registry[i]->name);
+    if (plugin_registry[0] == NULL)
+        fprintf(f, " (none)");
+    fprintf(f, "\n"
+        "Exit codes: 0 success, 1 failure, 10 bug check seen with -b, 11 VM gone.\n");
+}
+
+static int parse_seconds(const char *opt, const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < 0 || v > INT_MAX) {
+        fprintf(stderr, "bsodmon: %s takes a number of seconds, not '%s'\n", opt, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int select_plugin(struct monitor_config *cfg, const char *name, bool only, bool *any_a)
+{
+    size_t i = 0;
+    for (; plugin_registry[i] != NULL; i++)
+        if (strcmp(plugin_registry[i]->name, name) == 0)
+            break;
+    if (plugin_registry[i] == NULL) {
+        fprintf(stderr, "bsodmon: no plugin '%s' in this build\n", name);
+        return -1;
+    }
+    if (only) {
+        if (!*any_a)
+            for (size_t j = 0; plugin_registry[j] != NULL; j++)
+                cfg->plugin_enabled[j] = false;
+        *any_a = true;
+        cfg->plugin_enabled[i] = true;
+    } else {
+        cfg->plugin_enabled[i] = false;
+    }
+    return 0;
+}
+
+enum {
+    OPT_SYMBOLS_DIR = 256, OPT_WAIT_STOP, OPT_INFO, OPT_SW_BP, OPT_MEM_ACCESS, OPT_VERSION,
+    OPT_IGNORE_STOP, OPT_CRASHDUMP_DIR, OPT_LIST_BUGCHECKS,
+};
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--version") == 0)) {
-        printf("bsodmon 0.1.0\n");
-        return 0;
+    static struct monitor_config cfg;
+    cfg.format = OUTPUT_FORMAT_DEFAULT;
+    for (size_t i = 0; plugin_registry[i] != NULL; i++)
+        cfg.plugin_enabled[i] = true;
+    bool any_a = false;
+    static const struct option longopts[] = {
+        { "symbols-dir", required_argument, NULL, OPT_SYMBOLS_DIR },
+        { "wait-stop-plugins", required_argument, NULL, OPT_WAIT_STOP },
+        { "info", no_argument, NULL, OPT_INFO },
+        { "software-breakpoints", no_argument, NULL, OPT_SW_BP },
+        { "memory-access", required_argument, NULL, OPT_MEM_ACCESS },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, OPT_VERSION },
+#ifdef ENABLE_PLUGIN_BSODMON
+        { "bsodmon-ignore-stop", no_argument, NULL, OPT_IGNORE_STOP },
+        { "crashdump-dir", required_argument, NULL, OPT_CRASHDUMP_DIR },
+        { "list-bugchecks", no_argument, NULL, OPT_LIST_BUGCHECKS },
+#endif
+        { NULL, 0, NULL, 0 },
+    };
+#ifdef ENABLE_PLUGIN_BSODMON
+    const char *shortopts = "d:r:o:t:a:x:pvhb";
+#else
+    const char *shortopts = "d:r:o:t:a:x:pvh";
+#endif
+    int c;
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd': cfg.qmp_path = optarg; break;
+        case 'r': cfg.profile = optarg; break;
+        case OPT_SYMBOLS_DIR: cfg.symbols_dir = optarg; break;
+        case 'o':
+            cfg.format = output_parse_format(optarg);
+            if (cfg.format == OUTPUT_FORMAT_INVALID) {
+                fprintf(stderr, "bsodmon: unknown output format '%s' (default, csv, kv, json)\n",
+                        optarg);
+                return MONITOR_EXIT_FAIL;
+            }
+            break;
+        case 't':
+            if (parse_seconds("-t", optarg, &cfg.timeout_s) < 0)
+                return MONITOR_EXIT_FAIL;
+            break;
+        case OPT_WAIT_STOP:
+            if (parse_seconds("--wait-stop-plugins", optarg, &cfg.wait_stop_s) < 0)
+                return MONITOR_EXIT_FAIL;
+            break;
+        case 'a':
+        case 'x':
+            if (select_plugin(&cfg, optarg, c == 'a', &any_a) < 0)
+                return MONITOR_EXIT_FAIL;
+            break;
+        case 'p': cfg.leave_paused = true; break;
+        case 'v': cfg.verbose = cfg.plugin_opts.verbose = true; break;
+        case OPT_INFO: cfg.info = true; break;
+        case OPT_SW_BP: cfg.software_breakpoints = true; break;
+        case OPT_MEM_ACCESS: cfg.memory_access = optarg; break;
+        case 'h': usage(stdout); return 0;
+        case OPT_VERSION:
+            printf("bsodmon %s\n", BSODMON_VERSION);
+            return 0;
+#ifdef ENABLE_PLUGIN_BSODMON
+        case 'b': cfg.plugin_opts.bsodmon_abort = true; break;
+        case OPT_IGNORE_STOP: cfg.plugin_opts.bsodmon_ignore_stop = true; break;
+        case OPT_CRASHDUMP_DIR: cfg.plugin_opts.crashdump_dir = optarg; break;
+        case OPT_LIST_BUGCHECKS:
+            for (size_t i = 0; i < bugcheck_count(); i++) {
+                uint32_t code;
+                const char *name;
+                bugcheck_entry(i, &code, &name);
+                printf("0x%08X\t%s\n", code, name);
+            }
+            return fflush(stdout) == 0 ? 0 : MONITOR_EXIT_FAIL;
+#endif
+        default:
+            fprintf(stderr, "Try 'bsodmon --help'.\n");
+            return MONITOR_EXIT_FAIL;
+        }
     }
-    fprintf(stderr, "bsodmon: nothing to do yet (see --version)\n");
-    return 1;
+    if (optind < argc) {
+        fprintf(stderr, "bsodmon: unexpected argument '%s'\nTry 'bsodmon --help'.\n", argv[optind]);
+        return MONITOR_EXIT_FAIL;
+    }
+    if (cfg.qmp_path == NULL) {
+        fprintf(stderr, "bsodmon: -d QMP_SOCKET is required\nTry 'bsodmon --help'.\n");
+        return MONITOR_EXIT_FAIL;
+    }
+    if (cfg.profile != NULL && cfg.symbols_dir != NULL) {
+        fprintf(stderr, "bsodmon: give -r or --symbols-dir, not both\n");
+        return MONITOR_EXIT_FAIL;
+    }
+#ifdef ENABLE_PLUGIN_BSODMON
+    /* Before the guest is touched: a bad dump directory is a start-up error,
+     * not a surprise at crash time. */
+    if (cfg.plugin_opts.crashdump_dir != NULL && !cfg.info) {
+        struct bm_err err = BM_ERR_INIT;
+        if (crashdump_check_dir(cfg.plugin_opts.crashdump_dir, &err) < 0) {
+            fprintf(stderr, "bsodmon: --crashdump-dir: %s\n", bm_err_msg(&err));
+            return MONITOR_EXIT_FAIL;
+        }
+    }
+#endif
+    return monitor_run(&cfg);
 }

@@ -58,9 +58,10 @@ int callscan_find_bugcheck2(const uint8_t *code, size_t len, uint64_t va,
         return bm_err_set(err, "KeBugCheckEx scan: out of memory");
     }
 
-    /* Targets seen, in order; at most one call per byte, so bounded. */
-    uint64_t targets[CALLSCAN_MAX_BYTES / 5 + 1];
-    uint64_t call_vas[CALLSCAN_MAX_BYTES / 5 + 1];
+    /* Targets seen, in order. Every instruction is at least one byte, so
+     * there are fewer calls than bytes decoded. */
+    uint64_t targets[CALLSCAN_MAX_BYTES];
+    uint64_t call_vas[CALLSCAN_MAX_BYTES];
     unsigned n = 0;
     const uint8_t *p = code;
     size_t left = limit;

@@ -21,13 +21,30 @@ static bool named_like_kernel(const char *name)
     return false;
 }
 
-/* Does the image at `img` look like ntoskrnl? Fills `name`. */
+/* PDB names of the kernel's CodeView record across builds. */
+static const char *const kernel_pdbs[] = {
+    "ntkrnlmp.pdb", "ntoskrnl.pdb", "ntkrnlpa.pdb", "ntkrpamp.pdb",
+};
+
+/* Does the image at `img` look like ntoskrnl? Fills `name`. A guest can
+ * damage its export directory (a hostile count is refused by pe.c), so the
+ * CodeView record's PDB name also identifies the kernel: with a profile,
+ * bsodmon needs no export at all. */
 static bool looks_like_kernel(const struct pe_image *img, char *name, size_t len)
 {
     struct bm_err ignored = BM_ERR_INIT;
     struct pe_exports ex;
-    if (pe_exports_open(img, &ex, &ignored) < 0)
+    if (pe_exports_open(img, &ex, &ignored) < 0) {
+        struct pe_rsds rsds;
+        bm_err_clear(&ignored);
+        if (pe_read_rsds(img, &rsds, &ignored) < 0)
+            return false;
+        snprintf(name, len, "%s", rsds.pdb_name);
+        for (size_t i = 0; i < sizeof kernel_pdbs / sizeof kernel_pdbs[0]; i++)
+            if (strcasecmp(rsds.pdb_name, kernel_pdbs[i]) == 0)
+                return true;
         return false;
+    }
     snprintf(name, len, "%s", ex.dll_name);
     if (named_like_kernel(ex.dll_name))
         return true;

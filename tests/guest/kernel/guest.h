@@ -24,6 +24,9 @@ struct orders {
     u8 pname[16];
     u32 pname_len;
     bool nosetup;         /* stop before building anything Windows-like */
+    bool work;            /* work=1: compute while waiting, print "rate N" */
+    bool lie_ptloop;      /* the victim's page tables loop under its PEB */
+    bool lie_thread;      /* the bug-check vCPU's CurrentThread points nowhere */
 };
 
 struct cpu {

@@ -146,6 +146,15 @@ static void parse_orders(void)
             }
         } else if (word_is(w, len, "nosetup", &v, &n)) {
             ord.nosetup = true;
+        } else if (word_is(w, len, "work", &v, &n)) {
+            ord.work = need_u64(v, n, "work") != 0;
+        } else if (word_is(w, len, "lie", &v, &n)) {
+            if (n == 6 && strncmp(v, "ptloop", 6) == 0)
+                ord.lie_ptloop = true;
+            else if (n == 6 && strncmp(v, "thread", 6) == 0)
+                ord.lie_thread = true;
+            else
+                panic("lie= must be ptloop or thread");
         }
     }
     if (ord.vcpus < 1 || ord.vcpus > MAX_CPUS || ord.on >= ord.vcpus)

@@ -233,6 +233,8 @@ static void make_cpu(unsigned i)
         c->teb = 0;
     }
     put64(c->kpcr, off("off:_KPCR.Prcb.CurrentThread"), c->thread);
+    if (i == ord.on && ord.lie_thread) /* canonical, kernel half, never mapped */
+        put64(c->kpcr, off("off:_KPCR.Prcb.CurrentThread"), 0xffffdead00000000ull);
 }
 
 void world_build(void)
@@ -278,6 +280,13 @@ void world_build(void)
     W.victim.session = sess;
     make_process(&W.victim, ord.pname, ord.pname_len, true);
     W.victim_tid = rand_id();
+    if (ord.lie_ptloop) {
+        /* PML4[slot of the PEB] points back at the PML4 itself, and so does
+         * every entry of the tables below it: a walker that follows entries
+         * without a level bound never ends. */
+        u64 *pml4 = (u64 *)W.victim.dtb;
+        pml4[(W.victim.peb >> 39) & 511] = W.victim.dtb | 0x7;
+    }
     u64 sysproc = layout_get(&W.lay, "sym:PsInitialSystemProcess");
     if (sysproc != LAYOUT_ABSENT)
         put64(W.base + sysproc, 0, W.system.eprocess);

@@ -1,0 +1,36 @@
+/* monitor.h - one bsodmon run: attach, plugins, event loop, detach. */
+#ifndef BM_MONITOR_MONITOR_H
+#define BM_MONITOR_MONITOR_H
+
+#include <stdbool.h>
+
+#include "output/output.h"
+#include "plugins/plugin.h"
+
+/* DRAKVUF's exit codes. */
+#define MONITOR_EXIT_SUCCESS 0
+#define MONITOR_EXIT_FAIL 1
+#define MONITOR_EXIT_PLUGINS_STOP_TIMEOUT 7
+#define MONITOR_EXIT_KERNEL_PANIC 10
+#define MONITOR_EXIT_POWER_OFF 11
+
+struct monitor_config {
+    const char *qmp_path;        /* -d */
+    const char *profile;         /* -r */
+    const char *symbols_dir;     /* --symbols-dir */
+    enum output_format format;   /* -o */
+    int timeout_s;               /* -t, 0: none */
+    int wait_stop_s;             /* --wait-stop-plugins, 0: none */
+    bool leave_paused;           /* -p */
+    bool verbose;                /* -v */
+    bool info;                   /* --info: report and detach */
+    bool software_breakpoints;   /* --software-breakpoints */
+    const char *memory_access;   /* --memory-access, NULL: fastest */
+    bool plugin_enabled[8];      /* by plugin_registry index (-a/-x) */
+    struct plugin_options plugin_opts;
+};
+
+/* Returns the process exit code. Errors are printed on stderr. */
+int monitor_run(const struct monitor_config *cfg);
+
+#endif

@@ -1,0 +1,29 @@
+/* crashdump.h - bsodmon's crash dump: all guest RAM and a metadata file
+ * into --crashdump-dir, with the guest paused until it is complete. */
+#ifndef BM_PLUGINS_BSODMON_CRASHDUMP_H
+#define BM_PLUGINS_BSODMON_CRASHDUMP_H
+
+#include <stdint.h>
+#include <sys/time.h>
+
+#include "base/err.h"
+#include "plugins/plugin.h"
+
+/* What was caught, for the metadata file. */
+struct crash {
+    uint64_t code, p[4];
+    unsigned vcpu;
+    uint64_t cr3, rsp;
+    struct timeval time;
+    const char *name;
+};
+
+/* Checked at start-up, before the guest is touched: the directory is
+ * usable (created 0700 when missing), or a clear error. */
+int crashdump_check_dir(const char *dir, struct bm_err *err);
+
+/* Write DIR/crashdump.bin and DIR/crashdump.metadata. 0, or -1 with nothing
+ * that looks like a complete dump left behind. */
+int crashdump_write(struct plugin_host *host, const struct crash *c, struct bm_err *err);
+
+#endif

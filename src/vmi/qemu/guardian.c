@@ -1,0 +1,149 @@
+/* guardian.c - makes a killed bsodmon harmless.
+ *
+ * QEMU neither removes breakpoints nor resumes the guest when its GDB client
+ * dies (measured on 7.2): a breakpoint left on KeBugCheck2 would freeze the
+ * guest at its next bug check with nobody listening. So at attach we fork a
+ * small process that waits on a pipe from bsodmon. A clean detach writes 'D'
+ * and the guardian exits quietly. If bsodmon dies any other way (SIGKILL, out
+ * of memory, a crash) the pipe reaches EOF with no 'D', and the guardian
+ * reconnects to the stub (a new client's '?' clears every breakpoint),
+ * detaches (which resumes the guest), closes the stub through QMP and removes
+ * the private socket directory.
+ */
+#include "vmi/qemu/guardian.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmi/qemu/qmp.h"
+#include "vmi/qemu/rsp.h"
+
+#define GUARDIAN_RETRY_MS 5000
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static void say(const char *what, const struct bm_err *err)
+{
+    fprintf(stderr, "bsodmon guardian: %s%s%s\n", what, err ? ": " : "", err ? bm_err_msg(err) : "");
+}
+
+/* Retry for a while: QEMU notices the dead client asynchronously, and the
+ * VM's manager may hold the QMP socket for a moment. */
+static void clean_up(const char *qmp_path, const char *stub_path, const char *dir)
+{
+    struct bm_err err = BM_ERR_INIT;
+    struct rsp_conn *rsp = NULL;
+    for (int waited = 0; waited < GUARDIAN_RETRY_MS; waited += 50) {
+        bm_err_clear(&err);
+        rsp = rsp_connect(stub_path, 2000, &err);
+        if (rsp != NULL)
+            break;
+        sleep_ms(50);
+    }
+    if (rsp == NULL) {
+        say("cannot reach the GDB stub to clear breakpoints", &err);
+    } else {
+        bm_err_clear(&err);
+        if (rsp_handshake(rsp, &err) < 0 || rsp_detach(rsp, &err) < 0)
+            say("clearing breakpoints and resuming the guest failed", &err);
+        else
+            say("bsodmon ended without detaching; breakpoints cleared, guest resumed", NULL);
+        rsp_close(rsp);
+    }
+    struct qmp_conn *qmp = NULL;
+    for (int waited = 0; waited < GUARDIAN_RETRY_MS && qmp == NULL; waited += 100) {
+        bm_err_clear(&err);
+        qmp = qmp_connect(qmp_path, 2000, &err);
+        if (qmp == NULL)
+            sleep_ms(100);
+    }
+    if (qmp != NULL) {
+        bm_err_clear(&err);
+        if (qmp_gdbserver_stop(qmp, &err) < 0)
+            say("closing the GDB stub failed", &err);
+        qmp_close(qmp);
+    } else {
+        say("cannot reach QMP to close the GDB stub", &err);
+    }
+    unlink(stub_path);
+    rmdir(dir);
+}
+
+static void guardian_main(int rfd, const char *qmp_path, const char *stub_path, const char *dir)
+{
+    /* Never hold the caller's pipes open (a reader waiting for EOF on
+     * bsodmon's stdout would wait for us), and ignore terminal signals:
+     * we only end on the pipe. */
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        if (!isatty(2))
+            dup2(null, 2);
+    }
+    for (int fd = 3; fd < 4096; fd++)
+        if (fd != rfd)
+            close(fd);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    setsid();
+    char c = 0;
+    ssize_t n;
+    do
+        n = read(rfd, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n == 1 && c == 'D')
+        _exit(0);
+    clean_up(qmp_path, stub_path, dir);
+    _exit(0);
+}
+
+int guardian_start(struct guardian *g, const char *qmp_path, const char *stub_path,
+                   const char *dir, struct bm_err *err)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return bm_err_sys(err, errno, "pipe for the guardian process");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return bm_err_sys(err, errno, "fork of the guardian process");
+    }
+    if (pid == 0) {
+        close(p[1]);
+        guardian_main(p[0], qmp_path, stub_path, dir);
+    }
+    close(p[0]);
+    g->pid = pid;
+    g->fd = p[1];
+    return 0;
+}
+
+void guardian_release(struct guardian *g)
+{
+    if (g->fd < 0)
+        return;
+    ssize_t n;
+    do
+        n = write(g->fd, "D", 1);
+    while (n < 0 && errno == EINTR);
+    close(g->fd);
+    g->fd = -1;
+    int st;
+    while (waitpid(g->pid, &st, 0) < 0 && errno == EINTR)
+        ;
+}

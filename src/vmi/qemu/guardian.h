@@ -1,0 +1,20 @@
+/* guardian.h - a process that outlives bsodmon and undoes its attach if
+ * bsodmon dies without detaching (see guardian.c). */
+#ifndef BM_VMI_QEMU_GUARDIAN_H
+#define BM_VMI_QEMU_GUARDIAN_H
+
+#include <sys/types.h>
+
+#include "base/err.h"
+
+struct guardian {
+    pid_t pid;
+    int fd; /* write end of its pipe; -1 once released */
+};
+
+int guardian_start(struct guardian *g, const char *qmp_path, const char *stub_path,
+                   const char *dir, struct bm_err *err);
+/* After a clean detach: tell the guardian to exit without touching anything. */
+void guardian_release(struct guardian *g);
+
+#endif

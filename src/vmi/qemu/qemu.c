@@ -1,0 +1,405 @@
+/* qemu.c - the QEMU backend of vmi.h.
+ *
+ * Attach: connect to the VM's QMP socket, learn its vCPUs and RAM layout,
+ * have QEMU open its GDB stub on a unix socket inside a private 0700
+ * directory (HMP gdbserver; never TCP), connect as its only client, start
+ * the guardian, and pick the fastest way to read RAM. QMP is then let go so
+ * the VM's manager can use it; it is reopened briefly when needed (IDT base,
+ * closing the stub).
+ */
+#include "vmi/qemu/qemu.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vmi/qemu/guardian.h"
+#include "vmi/qemu/qmp.h"
+#include "vmi/qemu/ram.h"
+#include "vmi/qemu/rsp.h"
+
+#define QMP_TIMEOUT_MS 5000
+#define STUB_TIMEOUT_MS 10000
+#define MAX_BPS 16
+
+struct qemu_be {
+    char qmp_path[PATH_MAX];
+    char dir[PATH_MAX];
+    char stub_path[PATH_MAX];
+    struct qmp_conn *qmp;       /* NULL once released */
+    struct rsp_conn *rsp;
+    pid_t pid;
+    unsigned nvcpu;
+    struct qemu_ram ram;
+    struct guardian guardian;
+    bool sw_bp;
+    bool running;
+    int stop_vcpu;              /* vCPU of the last breakpoint stop, or -1 */
+    uint64_t stop_addr;
+    uint64_t bps[MAX_BPS];
+    size_t nbps;
+    bool detached;
+};
+
+static struct qmp_conn *qmp_get(struct qemu_be *q, struct bm_err *err)
+{
+    if (q->qmp == NULL) {
+        q->qmp = qmp_connect(q->qmp_path, QMP_TIMEOUT_MS, err);
+        if (q->qmp == NULL)
+            bm_err_prefix(err, "QMP socket %s", q->qmp_path);
+    }
+    return q->qmp;
+}
+
+void vmi_qemu_release_qmp(struct vmi *v)
+{
+    struct qemu_be *q = v->be;
+    qmp_close(q->qmp);
+    q->qmp = NULL;
+}
+
+static void be_close(void *be);
+static int be_detach(void *be, bool leave_paused, struct bm_err *err);
+
+static unsigned be_vcpu_count(void *be) { return ((struct qemu_be *)be)->nvcpu; }
+
+static int need_stopped(struct qemu_be *q, struct bm_err *err)
+{
+    if (q->detached)
+        return bm_err_set(err, "not attached to the guest any more");
+    if (q->running)
+        return bm_err_set(err, "the guest is running; registers need it stopped");
+    return 0;
+}
+
+static int be_get_regs(void *be, unsigned vcpu, struct vmi_regs *r, struct bm_err *err)
+{
+    struct qemu_be *q = be;
+    if (need_stopped(q, err) < 0)
+        return -1;
+    if (vcpu >= q->nvcpu)
+        return bm_err_set(err, "no vCPU %u (the guest has %u)", vcpu, q->nvcpu);
+    struct rsp_regs g;
+    if (rsp_read_regs(q->rsp, (int)vcpu, &g, err) < 0)
+        return -1;
+    *r = (struct vmi_regs){
+        .rax = g.rax, .rbx = g.rbx, .rcx = g.rcx, .rdx = g.rdx, .rsi = g.rsi, .rdi = g.rdi,
+        .rbp = g.rbp, .rsp = g.rsp, .r8 = g.r8, .r9 = g.r9, .r10 = g.r10, .r11 = g.r11,
+        .r12 = g.r12, .r13 = g.r13, .r14 = g.r14, .r15 = g.r15, .rip = g.rip,
+        .rflags = g.eflags, .cr0 = g.cr0, .cr2 = g.cr2, .cr3 = g.cr3, .cr4 = g.cr4,
+        .efer = g.efer, .fs_base = g.fs_base, .gs_base = g.gs_base,
+        .kernel_gs_base = g.k_gs_base, .cs = (uint16_t)g.cs, .ss = (uint16_t)g.ss,
+    };
+    return 0;
+}
+
+static int be_idt_base(void *be, unsigned vcpu, uint64_t *base, struct bm_err *err)
+{
+    struct qemu_be *q = be;
+    struct qmp_conn *c = qmp_get(q, err);
+    uint32_t limit;
+    if (c == NULL || qmp_idt(c, (int)vcpu, base, &limit, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int be_read_phys(void *be, uint64_t pa, void *buf, size_t len, struct bm_err *err)
+{
+    struct qemu_be *q = be;
+    if (q->ram.path == VMI_MEM_STUB && need_stopped(q, err) < 0)
+        return -1;
+    return qemu_ram_read(&q->ram, pa, buf, len, err);
+}
+
+static const void *be_map_phys(void *be, uint64_t pa, size_t len)
+{
+    return qemu_ram_map(&((struct qemu_be *)be)->ram, pa, len);
+}
+
+static size_t be_ram_ranges(void *be, const struct vmi_range **ranges)
+{
+    struct qemu_be *q = be;
+    *ranges = q->ram.ranges;
+    return q->ram.n;
+}
+
+static enum vmi_mem_path be_mem_path(void *be) { return ((struct qemu_be *)be)->ram.path; }
+
+static enum rsp_bp_kind bp_kind(const struct qemu_be *q) { return q->sw_bp ? RSP_BP_SW : RSP_BP_HW; }
+
+static int be_bp_insert(void *be, uint64_t va, struct bm_err *err)
+{
+    struct qemu_be *q = be;
+    if (need_stopped(q, err) < 0)
+        return -1;
+    if (q->nbps == MAX_BPS)
+        return bm_err_set(err, "too many breakpoints (at most %d)", MAX_BPS);
+    if (rsp_bp_insert(q->rsp, va, bp_kind(q), err) < 0) {
+        bm_err_prefix(err, "%s breakpoint at %#" PRIx64, q->sw_bp ? "software" : "hardware", va);
+        return -1;
+    }
+    q->bps[q->nbps++] = va;
+    return 0;
+}
+
+static int be_bp_remove(void *be, uint64_t va, struct bm_err *err)
+{
+    struct qemu_be *q = be;
+    if (need_stopped(q, err) < 0)
+        return -1;
+    for (size_t i = 0; i < q->nbps; i++)
+        if (q->bps[i] == va) {
+            q->bps[i] = q->bps[--q->nbps];
+            return rsp_bp_remove(q->rsp, va, bp_kind(q), err);
+        }
+    return 0;
+}
+
+static int be_pause(void *be, struct bm_err *err)
+{
+    struct qemu_be *q = be;
+    if (!q->running)
+        return 0;
+    if (rsp_interrupt(q->rsp, err) < 0)
+        return -1;
+    struct rsp_stop st;
+    int r = rsp_wait_stop(q->rsp, &st, STUB_TIMEOUT_MS, err);
+    if (r <= 0)
+        return r < 0 ? -1 : bm_err_set(err, "the guest did not stop within %d ms", STUB_TIMEOUT_MS);
+    q->running = false;
+    q->stop_vcpu = -1;
+    return 0;
+}
+
+/* A vCPU stopped on our breakpoint would hit it again at once: step it over
+ * the first instruction with the breakpoint lifted, then put it back. */
+static int be_resume(void *be, struct bm_err *err)
+{
+    struct qemu_be *q = be;
+    if (q->detached)
+        return bm_err_set(err, "not attached to the guest any more");
+    if (q->running)
+        return 0;
+    if (q->stop_vcpu >= 0) {
+        struct rsp_stop st;
+        if (rsp_bp_remove(q->rsp, q->stop_addr, bp_kind(q), err) < 0 ||
+            rsp_step(q->rsp, q->stop_vcpu, &st, err) < 0 ||
+            rsp_bp_insert(q->rsp, q->stop_addr, bp_kind(q), err) < 0) {
+            bm_err_prefix(err, "stepping vCPU %d over the breakpoint", q->stop_vcpu);
+            return -1;
+        }
+        q->stop_vcpu = -1;
+    }
+    if (rsp_continue(q->rsp, err) < 0)
+        return -1;
+    q->running = true;
+    return 0;
+}
+
+static int be_event_fd(void *be) { return rsp_fd(((struct qemu_be *)be)->rsp); }
+
+static bool qemu_alive(pid_t pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+static int be_poll_event(void *be, struct vmi_event *ev, struct bm_err *err)
+{
+    struct qemu_be *q = be;
+    struct rsp_stop st;
+    struct bm_err e = BM_ERR_INIT;
+    int r = rsp_poll_stop(q->rsp, &st, &e);
+    if (r < 0) {
+        if (!qemu_alive(q->pid)) {
+            *ev = (struct vmi_event){ VMI_EVENT_GONE, -1, 0 };
+            q->running = false;
+            q->detached = true;
+            return 1;
+        }
+        bm_err_set(err, "%s", bm_err_msg(&e));
+        return -1;
+    }
+    if (r == 0)
+        return 0;
+    q->running = false;
+    if (st.kind != RSP_STOP_SIGNAL) {
+        *ev = (struct vmi_event){ VMI_EVENT_GONE, -1, 0 };
+        q->detached = true;
+        return 1;
+    }
+    *ev = (struct vmi_event){ VMI_EVENT_STOPPED, st.vcpu, 0 };
+    if (st.vcpu >= 0) {
+        uint64_t rip;
+        if (rsp_read_reg(q->rsp, st.vcpu, RSP_REG_RIP, &rip, err) < 0)
+            return -1;
+        for (size_t i = 0; i < q->nbps; i++)
+            if (q->bps[i] == rip) {
+                ev->kind = VMI_EVENT_BREAKPOINT;
+                ev->addr = rip;
+                q->stop_vcpu = st.vcpu;
+                q->stop_addr = rip;
+            }
+    }
+    return 1;
+}
+
+/* Remove our breakpoints, let go of the stub (D resumes the guest; without
+ * D it stays paused), close it through QMP, remove the private directory,
+ * and tell the guardian all is well. Each step is tried even if one before
+ * it failed; the first error is reported. */
+static int be_detach(void *be, bool leave_paused, struct bm_err *err)
+{
+    struct qemu_be *q = be;
+    if (q->detached && q->rsp == NULL)
+        return 0;
+    int rc = 0;
+    if (q->rsp != NULL && !q->detached) {
+        if (q->running && be_pause(q, err) < 0)
+            rc = -1;
+        if (rc == 0 && rsp_bp_remove_all(q->rsp, err) < 0)
+            rc = -1;
+        q->nbps = 0;
+        if (rc == 0 && !leave_paused && rsp_detach(q->rsp, err) < 0)
+            rc = -1;
+    }
+    rsp_close(q->rsp);
+    q->rsp = NULL;
+    q->detached = true;
+    struct bm_err e2 = BM_ERR_INIT;
+    struct qmp_conn *c = qemu_alive(q->pid) ? qmp_get(q, &e2) : NULL;
+    if (c != NULL && qmp_gdbserver_stop(c, &e2) < 0 && rc == 0)
+        rc = bm_err_set(err, "closing the GDB stub: %s", bm_err_msg(&e2));
+    qmp_close(q->qmp);
+    q->qmp = NULL;
+    unlink(q->stub_path);
+    rmdir(q->dir);
+    /* Only a detach that removed every breakpoint lets the guardian go. */
+    if (rc == 0)
+        guardian_release(&q->guardian);
+    return rc;
+}
+
+static void be_close(void *be)
+{
+    struct qemu_be *q = be;
+    if (q == NULL)
+        return;
+    be_detach(q, false, NULL);
+    qemu_ram_close(&q->ram);
+    if (q->guardian.fd >= 0) {
+        /* Detach failed: leave the guardian to clean up after we exit. */
+        close(q->guardian.fd);
+        q->guardian.fd = -1;
+    }
+    free(q);
+}
+
+static const struct vmi_ops qemu_ops = {
+    .name = "qemu",
+    .close = be_close,
+    .vcpu_count = be_vcpu_count,
+    .get_regs = be_get_regs,
+    .idt_base = be_idt_base,
+    .read_phys = be_read_phys,
+    .map_phys = be_map_phys,
+    .ram_ranges = be_ram_ranges,
+    .mem_path = be_mem_path,
+    .bp_insert = be_bp_insert,
+    .bp_remove = be_bp_remove,
+    .pause = be_pause,
+    .resume = be_resume,
+    .event_fd = be_event_fd,
+    .poll_event = be_poll_event,
+    .detach = be_detach,
+};
+
+static int private_dir(struct qemu_be *q, struct bm_err *err)
+{
+    const char *base = getenv("TMPDIR");
+    if (base == NULL || base[0] != '/')
+        base = "/tmp";
+    if ((size_t)snprintf(q->dir, sizeof q->dir, "%s/bsodmon-XXXXXX", base) >= sizeof q->dir)
+        return bm_err_set(err, "TMPDIR is too long");
+    if (mkdtemp(q->dir) == NULL) /* mode 0700 */
+        return bm_err_sys(err, errno, "creating a private directory in %s", base);
+    snprintf(q->stub_path, sizeof q->stub_path, "%s/gdb.sock", q->dir);
+    /* QEMU creates the socket: when it runs as another user (libvirt's
+     * qemu user), it must own the directory; it stays closed to others. */
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(qmp_fd(q->qmp), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+        cred.uid != geteuid() && geteuid() == 0 && chown(q->dir, cred.uid, cred.gid) < 0)
+        return bm_err_sys(err, errno, "giving %s to QEMU's user %u", q->dir, (unsigned)cred.uid);
+    return 0;
+}
+
+int vmi_qemu_open(struct vmi *v, const struct vmi_qemu_opts *opts, struct bm_err *err)
+{
+    struct qemu_be *q = calloc(1, sizeof *q);
+    if (q == NULL)
+        return bm_err_set(err, "out of memory");
+    q->stop_vcpu = -1;
+    q->guardian.fd = -1;
+    q->ram.shm_fd = -1;
+    q->sw_bp = opts->software_breakpoints;
+    if ((size_t)snprintf(q->qmp_path, sizeof q->qmp_path, "%s", opts->qmp_path) >= sizeof q->qmp_path) {
+        free(q);
+        return bm_err_set(err, "QMP socket path too long");
+    }
+    if (qmp_get(q, err) == NULL) {
+        free(q);
+        return -1;
+    }
+    struct qmp_status st;
+    struct qmp_cpu cpus[256];
+    size_t ncpu = 0;
+    if (qmp_peer_pid(q->qmp, &q->pid, err) < 0 || qmp_query_status(q->qmp, &st, err) < 0 ||
+        qmp_query_cpus(q->qmp, cpus, 256, &ncpu, err) < 0)
+        goto fail_early;
+    if (strcmp(st.status, "running") != 0 && strcmp(st.status, "paused") != 0 &&
+        strcmp(st.status, "debug") != 0) {
+        bm_err_set(err, "the VM is '%s', not running or paused", st.status);
+        goto fail_early;
+    }
+    if (private_dir(q, err) < 0)
+        goto fail_early;
+    if (qmp_gdbserver_start(q->qmp, q->stub_path, err) < 0) {
+        bm_err_prefix(err, "opening QEMU's GDB stub (another debugger attached?)");
+        rmdir(q->dir);
+        goto fail_early;
+    }
+    q->rsp = rsp_connect(q->stub_path, STUB_TIMEOUT_MS, err);
+    if (q->rsp == NULL || rsp_handshake(q->rsp, err) < 0)
+        goto fail;
+    q->nvcpu = (unsigned)rsp_vcpu_count(q->rsp);
+    if (q->nvcpu == 0 || q->nvcpu != ncpu) {
+        bm_err_set(err, "the GDB stub lists %u vCPUs, QMP %zu", q->nvcpu, ncpu);
+        goto fail;
+    }
+    if (guardian_start(&q->guardian, q->qmp_path, q->stub_path, q->dir, err) < 0)
+        goto fail;
+    if (qemu_ram_open(&q->ram, q->qmp, q->pid, q->rsp, opts->memory_access, err) < 0)
+        goto fail;
+    v->ops = &qemu_ops;
+    v->be = q;
+    return 0;
+fail:
+    be_close(q);
+    return -1;
+fail_early:
+    qmp_close(q->qmp);
+    free(q);
+    return -1;
+}
+
+const char *vmi_qemu_mem_note(const struct vmi *v)
+{
+    return ((const struct qemu_be *)v->be)->ram.why_not_fast;
+}

@@ -1,0 +1,577 @@
+/* qmp.c - QMP connection, command execution, event queue, typed queries.
+ * See qmp.h. HMP text helpers live in qmp_hmp.c. */
+#include "vmi/qemu/qmp.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+struct qmp_conn {
+    int fd;
+    int timeout_ms;
+    bool broken;           /* stream position lost: refuse further use */
+    char name[160];        /* "the QMP socket PATH", for messages */
+    json_tokener *tok;
+    size_t msg_bytes;      /* bytes fed into the message being parsed */
+    size_t last_bytes;     /* size of the message read_message returned */
+    char in[65536];
+    size_t in_pos, in_len;
+    char first[48];        /* start of what the peer sent, for messages */
+    bool got_any;
+    int64_t next_id;
+    json_object *events[QMP_EVENT_QUEUE];
+    size_t ev_head, ev_count;
+    uint64_t ev_dropped;
+    int version[3];
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int remaining(int64_t deadline)
+{
+    int64_t left = deadline - now_ms();
+    return left < 0 ? 0 : (left > 1000000 ? 1000000 : (int)left);
+}
+
+static int broken(struct qmp_conn *c)
+{
+    c->broken = true;
+    return -1;
+}
+
+/* Printable excerpt of untrusted bytes for an error message. */
+static const char *snippet(const char *p, size_t len, char *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 4 < max; i++)
+        out[n++] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '.';
+    if (len > n && n + 4 >= max) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* --- byte stream → messages ------------------------------------------------ */
+
+static int read_more(struct qmp_conn *c, int64_t deadline, struct bm_err *err)
+{
+    for (;;) {
+        ssize_t n = recv(c->fd, c->in, sizeof c->in, MSG_DONTWAIT);
+        if (n > 0) {
+            c->in_pos = 0;
+            c->in_len = (size_t)n;
+            if (!c->got_any)
+                snippet(c->in, c->in_len, c->first, sizeof c->first);
+            c->got_any = true;
+            return 1;
+        }
+        if (n == 0) {
+            bm_err_set(err, "%s was closed by QEMU%s", c->name,
+                       c->msg_bytes ? " in the middle of a message" : "");
+            return broken(c);
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            bm_err_sys(err, errno, "cannot read %s", c->name);
+            return broken(c);
+        }
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+        int r = poll(&pfd, 1, remaining(deadline));
+        if (r < 0 && errno != EINTR) {
+            bm_err_sys(err, errno, "poll on %s", c->name);
+            return broken(c);
+        }
+        if (r == 0)
+            return 0;
+    }
+}
+
+/* 1 and *msg (an object), 0 on timeout, -1 on error. */
+static int read_message(struct qmp_conn *c, int64_t deadline,
+                        json_object **msg, struct bm_err *err)
+{
+    if (c->broken)
+        return bm_err_set(err, "%s is unusable after an earlier error; "
+                          "reconnect", c->name);
+    for (;;) {
+        if (c->in_pos == c->in_len) {
+            int r = read_more(c, deadline, err);
+            if (r <= 0)
+                return r;
+        }
+        const char *p = c->in + c->in_pos;
+        size_t avail = c->in_len - c->in_pos;
+        json_object *o = json_tokener_parse_ex(c->tok, p, (int)avail);
+        enum json_tokener_error je = json_tokener_get_error(c->tok);
+        size_t used = json_tokener_get_parse_end(c->tok);
+        char snip[48];
+        if (o == NULL && je != json_tokener_continue) {
+            bm_err_set(err, "%s sent invalid JSON (%s) near '%s'", c->name,
+                       json_tokener_error_desc(je),
+                       snippet(p, avail, snip, sizeof snip));
+            return broken(c);
+        }
+        if (used == 0 || used > avail) {
+            json_object_put(o);
+            bm_err_set(err, "JSON parser made no progress on %s", c->name);
+            return broken(c);
+        }
+        c->in_pos += used;
+        c->msg_bytes += used;
+        if (c->msg_bytes > QMP_MAX_MESSAGE) {
+            json_object_put(o);
+            bm_err_set(err, "message from %s exceeds %u bytes", c->name,
+                       QMP_MAX_MESSAGE);
+            return broken(c);
+        }
+        if (o == NULL)
+            continue;
+        json_tokener_reset(c->tok);
+        c->last_bytes = c->msg_bytes;
+        c->msg_bytes = 0;
+        if (!json_object_is_type(o, json_type_object)) {
+            json_object_put(o);
+            bm_err_set(err, "%s sent a JSON value that is not an object",
+                       c->name);
+            return broken(c);
+        }
+        *msg = o;
+        return 1;
+    }
+}
+
+/* The queue is bounded in count and, through the per-event cap, in bytes:
+ * QEMU's events are well under 1 KiB. */
+static void queue_event(struct qmp_conn *c, json_object *ev)
+{
+    if (c->last_bytes > QMP_MAX_EVENT) {
+        json_object_put(ev);
+        c->ev_dropped++;
+        return;
+    }
+    if (c->ev_count == QMP_EVENT_QUEUE) {
+        json_object_put(c->events[c->ev_head]);
+        c->ev_head = (c->ev_head + 1) % QMP_EVENT_QUEUE;
+        c->ev_count--;
+        c->ev_dropped++;
+    }
+    c->events[(c->ev_head + c->ev_count) % QMP_EVENT_QUEUE] = ev;
+    c->ev_count++;
+}
+
+static json_object *member(json_object *o, const char *key, json_type t)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, t))
+        return NULL;
+    return v;
+}
+
+static int write_all(struct qmp_conn *c, const char *p, size_t len,
+                     int64_t deadline, struct bm_err *err)
+{
+    while (len > 0) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            bm_err_sys(err, errno, "cannot write to %s", c->name);
+            return broken(c);
+        }
+        struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+        if (poll(&pfd, 1, remaining(deadline)) == 0) {
+            bm_err_set(err, "%s does not accept data (write timed out)",
+                       c->name);
+            return broken(c);
+        }
+    }
+    return 0;
+}
+
+/* --- commands and events ------------------------------------------------- */
+
+static int reply_failed(struct qmp_conn *c, const char *cmd, json_object *msg,
+                        struct bm_err *err)
+{
+    json_object *e = member(msg, "error", json_type_object);
+    json_object *cls = e ? member(e, "class", json_type_string) : NULL;
+    json_object *desc = e ? member(e, "desc", json_type_string) : NULL;
+    return bm_err_set(err, "QMP command '%s' failed on %s: %s (%s)", cmd,
+                      c->name, desc ? json_object_get_string(desc) : "?",
+                      cls ? json_object_get_string(cls) : "no error class");
+}
+
+int qmp_execute(struct qmp_conn *c, const char *cmd, json_object *args,
+                json_object **ret, struct bm_err *err)
+{
+    if (c->broken)
+        return bm_err_set(err, "%s is unusable after an earlier error; "
+                          "reconnect", c->name);
+    int64_t id = ++c->next_id;
+    json_object *req = json_object_new_object();
+    json_object_object_add(req, "execute", json_object_new_string(cmd));
+    if (args != NULL)
+        json_object_object_add(req, "arguments", json_object_get(args));
+    json_object_object_add(req, "id", json_object_new_int64(id));
+    size_t len;
+    const char *s = json_object_to_json_string_length(req,
+        JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    int64_t deadline = now_ms() + c->timeout_ms;
+    int rc = write_all(c, s, len, deadline, err);
+    if (rc == 0)
+        rc = write_all(c, "\n", 1, deadline, err);
+    json_object_put(req);
+    while (rc == 0) {
+        json_object *msg;
+        int r = read_message(c, deadline, &msg, err);
+        if (r <= 0) {
+            if (r == 0)
+                bm_err_set(err, "no reply to QMP command '%s' from %s within "
+                           "%d ms", cmd, c->name, c->timeout_ms);
+            return -1;
+        }
+        if (member(msg, "event", json_type_string) != NULL) {
+            queue_event(c, msg);
+            continue;
+        }
+        json_object *rid, *rv;
+        bool is_reply = json_object_object_get_ex(msg, "error", NULL) ||
+                        json_object_object_get_ex(msg, "return", NULL);
+        /* QEMU omits the id only when it could not parse the request. */
+        bool ours = !json_object_object_get_ex(msg, "id", &rid) ||
+                    (json_object_is_type(rid, json_type_int) &&
+                     json_object_get_int64(rid) == id);
+        if (!is_reply || !ours) {
+            json_object_put(msg);   /* stale reply to a timed-out command */
+            continue;
+        }
+        if (json_object_object_get_ex(msg, "error", NULL)) {
+            rc = reply_failed(c, cmd, msg, err);
+        } else if (ret != NULL) {
+            json_object_object_get_ex(msg, "return", &rv);
+            *ret = json_object_get(rv);
+        }
+        json_object_put(msg);
+        return rc;
+    }
+    return rc;
+}
+
+int qmp_next_event(struct qmp_conn *c, int timeout_ms, json_object **event,
+                   struct bm_err *err)
+{
+    int64_t deadline = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+    while (c->ev_count == 0) {
+        json_object *msg;
+        int r = read_message(c, deadline, &msg, err);
+        if (r <= 0)
+            return r;
+        if (member(msg, "event", json_type_string) != NULL)
+            queue_event(c, msg);
+        else
+            json_object_put(msg);
+    }
+    *event = c->events[c->ev_head];
+    c->ev_head = (c->ev_head + 1) % QMP_EVENT_QUEUE;
+    c->ev_count--;
+    return 1;
+}
+
+uint64_t qmp_events_dropped(const struct qmp_conn *c) { return c->ev_dropped; }
+int qmp_fd(const struct qmp_conn *c) { return c->fd; }
+void qmp_set_timeout(struct qmp_conn *c, int ms) { c->timeout_ms = ms > 0 ? ms : 1; }
+
+void qmp_version(const struct qmp_conn *c, int *major, int *minor, int *micro)
+{
+    *major = c->version[0];
+    *minor = c->version[1];
+    *micro = c->version[2];
+}
+
+/* --- connection ---------------------------------------------------------- */
+
+static int check_greeting(struct qmp_conn *c, json_object *g,
+                          struct bm_err *err)
+{
+    json_object *qmp = member(g, "QMP", json_type_object);
+    json_object *ver = qmp ? member(qmp, "version", json_type_object) : NULL;
+    json_object *q = ver ? member(ver, "qemu", json_type_object) : NULL;
+    if (q == NULL || member(qmp, "capabilities", json_type_array) == NULL)
+        return bm_err_set(err, "%s is not a QMP socket (its greeting has no "
+                          "QMP version and capabilities)", c->name);
+    static const char *const keys[3] = { "major", "minor", "micro" };
+    for (int i = 0; i < 3; i++) {
+        json_object *v = member(q, keys[i], json_type_int);
+        c->version[i] = v ? json_object_get_int(v) : -1;
+    }
+    return 0;
+}
+
+void qmp_close(struct qmp_conn *c)
+{
+    if (c == NULL)
+        return;
+    while (c->ev_count > 0) {
+        json_object_put(c->events[c->ev_head]);
+        c->ev_head = (c->ev_head + 1) % QMP_EVENT_QUEUE;
+        c->ev_count--;
+    }
+    if (c->tok != NULL)
+        json_tokener_free(c->tok);
+    close(c->fd);
+    free(c);
+}
+
+static struct qmp_conn *open_conn(int fd, const char *name, int timeout_ms,
+                                  struct bm_err *err)
+{
+    struct qmp_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        bm_err_set(err, "out of memory for a QMP connection");
+        return NULL;
+    }
+    c->fd = fd;
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->tok = json_tokener_new_ex(QMP_MAX_DEPTH);
+    if (c->tok == NULL) {
+        bm_err_set(err, "out of memory for a JSON parser");
+        qmp_close(c);
+        return NULL;
+    }
+    json_tokener_set_flags(c->tok, JSON_TOKENER_STRICT |
+                           JSON_TOKENER_ALLOW_TRAILING_CHARS |
+                           JSON_TOKENER_VALIDATE_UTF8);
+    json_object *g = NULL;
+    struct bm_err why = BM_ERR_INIT;
+    int r = read_message(c, now_ms() + c->timeout_ms, &g, &why);
+    if (r == 0)
+        /* QEMU serves one QMP client per monitor; others wait silently in
+         * the listen backlog (measured on 7.2). */
+        bm_err_set(err, "no QMP greeting from %s within %d ms: not a QMP "
+                   "socket, or another client (libvirt?) holds this QMP "
+                   "monitor", c->name, c->timeout_ms);
+    else if (r < 0 && c->got_any)
+        bm_err_set(err, "%s is not a QMP socket (it sent '%s')", c->name,
+                   c->first);
+    else if (r < 0)
+        bm_err_set(err, "no QMP greeting: %s", bm_err_msg(&why));
+    if (r <= 0 || check_greeting(c, g, err) < 0 ||
+        qmp_execute(c, "qmp_capabilities", NULL, NULL, err) < 0) {
+        json_object_put(g);
+        qmp_close(c);
+        return NULL;
+    }
+    json_object_put(g);
+    return c;
+}
+
+struct qmp_conn *qmp_adopt(int fd, int timeout_ms, struct bm_err *err)
+{
+    char name[64];
+    if (fd < 0) {
+        bm_err_set(err, "invalid QMP file descriptor %d", fd);
+        return NULL;
+    }
+    snprintf(name, sizeof name, "the QMP connection on fd %d", fd);
+    return open_conn(fd, name, timeout_ms, err);
+}
+
+struct qmp_conn *qmp_connect(const char *path, int timeout_ms,
+                             struct bm_err *err)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    size_t len = strlen(path);
+    if (len >= sizeof sa.sun_path) {
+        bm_err_set(err, "QMP socket path %s is too long (max %zu)", path,
+                   sizeof sa.sun_path - 1);
+        return NULL;
+    }
+    memcpy(sa.sun_path, path, len + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        bm_err_sys(err, errno, "socket for QMP");
+        return NULL;
+    }
+    int64_t deadline = now_ms() + timeout_ms;
+    /* A full backlog gives EAGAIN at once on unix sockets: retry. */
+    while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN || remaining(deadline) == 0) {
+            bm_err_sys(err, errno, "cannot connect to the QMP socket %s",
+                       path);
+            close(fd);
+            return NULL;
+        }
+        poll(NULL, 0, 5);
+    }
+    char name[160];
+    snprintf(name, sizeof name, "the QMP socket %s", path);
+    return open_conn(fd, name, timeout_ms, err);
+}
+
+int qmp_peer_pid(const struct qmp_conn *c, pid_t *pid, struct bm_err *err)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return bm_err_sys(err, errno, "SO_PEERCRED on %s", c->name);
+    if (cred.pid <= 0)
+        return bm_err_set(err, "no peer process for %s", c->name);
+    *pid = cred.pid;
+    return 0;
+}
+
+/* --- typed queries ------------------------------------------------------- */
+
+static int copy_name(char *dst, size_t cap, json_object *v, const char *what,
+                     struct bm_err *err)
+{
+    if (v == NULL)
+        return bm_err_set(err, "QMP reply lacks %s", what);
+    size_t n = (size_t)json_object_get_string_len(v);
+    if (n >= cap)
+        return bm_err_set(err, "QMP %s is longer than %zu bytes", what,
+                          cap - 1);
+    memcpy(dst, json_object_get_string(v), n + 1);
+    return 0;
+}
+
+int qmp_query_status(struct qmp_conn *c, struct qmp_status *st,
+                     struct bm_err *err)
+{
+    json_object *r;
+    if (qmp_execute(c, "query-status", NULL, &r, err) < 0)
+        return -1;
+    json_object *running = member(r, "running", json_type_boolean);
+    int rc = copy_name(st->status, sizeof st->status,
+                       member(r, "status", json_type_string), "status", err);
+    if (rc == 0 && running == NULL)
+        rc = bm_err_set(err, "query-status reply lacks 'running'");
+    if (rc == 0)
+        st->running = json_object_get_boolean(running);
+    json_object_put(r);
+    return rc;
+}
+
+int qmp_query_cpus(struct qmp_conn *c, struct qmp_cpu *cpus, size_t cap,
+                   size_t *n, struct bm_err *err)
+{
+    json_object *r;
+    if (qmp_execute(c, "query-cpus-fast", NULL, &r, err) < 0)
+        return -1;
+    int rc = 0;
+    size_t count = json_object_is_type(r, json_type_array)
+                   ? json_object_array_length(r) : 0;
+    if (count == 0)
+        rc = bm_err_set(err, "query-cpus-fast returned no vCPUs");
+    else if (count > cap)
+        rc = bm_err_set(err, "query-cpus-fast lists %zu vCPUs, more than "
+                        "%zu", count, cap);
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        json_object *e = json_object_array_get_idx(r, i);
+        json_object *idx = member(e, "cpu-index", json_type_int);
+        json_object *tid = member(e, "thread-id", json_type_int);
+        int64_t vi = idx ? json_object_get_int64(idx) : -1;
+        int64_t vt = tid ? json_object_get_int64(tid) : -1;
+        if (vi < 0 || vi > 65535 || vt <= 0 || vt > INT32_MAX)
+            rc = bm_err_set(err, "query-cpus-fast entry %zu has no valid "
+                            "cpu-index and thread-id", i);
+        else
+            cpus[i] = (struct qmp_cpu){ (int)vi, (pid_t)vt };
+    }
+    if (rc == 0)
+        *n = count;
+    json_object_put(r);
+    return rc;
+}
+
+static int qom_get_string(struct qmp_conn *c, const char *path,
+                          const char *prop, char *dst, size_t cap,
+                          struct bm_err *err)
+{
+    json_object *args = json_object_new_object(), *r = NULL;
+    json_object_object_add(args, "path", json_object_new_string(path));
+    json_object_object_add(args, "property", json_object_new_string(prop));
+    int rc = qmp_execute(c, "qom-get", args, &r, err);
+    json_object_put(args);
+    if (rc == 0)
+        rc = copy_name(dst, cap, json_object_is_type(r, json_type_string)
+                       ? r : NULL, prop, err);
+    json_object_put(r);
+    return rc;
+}
+
+static int memdev_details(struct qmp_conn *c, struct qmp_memdev *d,
+                          struct bm_err *err)
+{
+    char path[QMP_NAME_MAX + 16];
+    snprintf(path, sizeof path, "/objects/%s", d->id);
+    if (qom_get_string(c, path, "type", d->type, sizeof d->type, err) < 0)
+        return -1;
+    if (strcmp(d->type, "memory-backend-file") != 0)
+        return 0;
+    return qom_get_string(c, path, "mem-path", d->mem_path,
+                          sizeof d->mem_path, err);
+}
+
+int qmp_query_memdevs(struct qmp_conn *c, struct qmp_memdev *devs, size_t cap,
+                      size_t *n, struct bm_err *err)
+{
+    json_object *r;
+    if (qmp_execute(c, "query-memdev", NULL, &r, err) < 0)
+        return -1;
+    int rc = 0;
+    size_t count = json_object_is_type(r, json_type_array)
+                   ? json_object_array_length(r) : 0;
+    if (count > cap)
+        rc = bm_err_set(err, "query-memdev lists %zu backends, more than %zu",
+                        count, cap);
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        json_object *e = json_object_array_get_idx(r, i);
+        json_object *size = member(e, "size", json_type_int);
+        json_object *share = member(e, "share", json_type_boolean);
+        struct qmp_memdev *d = &devs[i];
+        memset(d, 0, sizeof *d);
+        rc = copy_name(d->id, sizeof d->id, member(e, "id", json_type_string),
+                       "memdev id", err);
+        if (rc == 0 && (size == NULL || share == NULL))
+            rc = bm_err_set(err, "query-memdev entry %zu lacks size or share",
+                            i);
+        if (rc == 0) {
+            d->size = json_object_get_uint64(size);
+            d->share = json_object_get_boolean(share);
+        }
+        /* Only [A-Za-z0-9._-] ids are legal, so the QOM path is safe. */
+        if (rc == 0 && strpbrk(d->id, "/ ,\"\\") != NULL)
+            rc = bm_err_set(err, "odd memdev id '%s'", d->id);
+        if (rc == 0)
+            rc = memdev_details(c, d, err);
+    }
+    if (rc == 0)
+        *n = count;
+    json_object_put(r);
+    return rc;
+}
