@@ -6,6 +6,8 @@
  * while callers may add context with bm_err_prefix(). Messages are one
  * phrase, no trailing newline: what failed, on which input, and what the user
  * can do about it. `err` may be NULL when the caller does not care.
+ * Messages often quote hostile bytes, so every control character in one
+ * (newline included) is stored as '?': a message is always a single line.
  */
 #ifndef BM_BASE_ERR_H
 #define BM_BASE_ERR_H

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -37,43 +38,77 @@ static void say(const char *what, const struct bm_err *err)
     fprintf(stderr, "bsodmon guardian: %s%s%s\n", what, err ? ": " : "", err ? bm_err_msg(err) : "");
 }
 
-/* Retry for a while: QEMU notices the dead client asynchronously, and the
- * VM's manager may hold the QMP socket for a moment. */
-static void clean_up(const char *qmp_path, const char *stub_path, const char *dir)
+/* A new client's '?' clears every breakpoint; D then resumes the guest
+ * (without D it stays paused). */
+static int clear_through(const char *stub_path, bool resume, int tries_ms, struct bm_err *err)
 {
-    struct bm_err err = BM_ERR_INIT;
     struct rsp_conn *rsp = NULL;
-    for (int waited = 0; waited < GUARDIAN_RETRY_MS; waited += 50) {
-        bm_err_clear(&err);
-        rsp = rsp_connect(stub_path, 2000, &err);
-        if (rsp != NULL)
-            break;
-        sleep_ms(50);
+    for (int waited = 0; rsp == NULL; waited += 50) {
+        bm_err_clear(err);
+        rsp = rsp_connect(stub_path, 2000, err);
+        if (rsp == NULL && waited >= tries_ms)
+            return -1;
+        if (rsp == NULL)
+            sleep_ms(50);
     }
-    if (rsp == NULL) {
-        say("cannot reach the GDB stub to clear breakpoints", &err);
-    } else {
-        bm_err_clear(&err);
-        if (rsp_handshake(rsp, &err) < 0 || rsp_detach(rsp, &err) < 0)
-            say("clearing breakpoints and resuming the guest failed", &err);
-        else
-            say("bsodmon ended without detaching; breakpoints cleared, guest resumed", NULL);
-        rsp_close(rsp);
-    }
+    bm_err_clear(err);
+    int rc = rsp_handshake(rsp, err);
+    if (rc == 0 && resume)
+        rc = rsp_detach(rsp, err);
+    rsp_close(rsp);
+    return rc;
+}
+
+int stub_reset(const char *qmp_path, const char *stub_path, bool resume, struct bm_err *err)
+{
+    /* The VM's manager may hold QMP for a moment: retry a while. */
     struct qmp_conn *qmp = NULL;
-    for (int waited = 0; waited < GUARDIAN_RETRY_MS && qmp == NULL; waited += 100) {
-        bm_err_clear(&err);
-        qmp = qmp_connect(qmp_path, 2000, &err);
+    for (int waited = 0; qmp == NULL; waited += 100) {
+        bm_err_clear(err);
+        qmp = qmp_connect(qmp_path, 2000, err);
+        if (qmp == NULL && waited >= GUARDIAN_RETRY_MS)
+            return -1;
         if (qmp == NULL)
             sleep_ms(100);
     }
-    if (qmp != NULL) {
+    struct bm_err ignored = BM_ERR_INIT;
+    qmp_gdbserver_stop(qmp, &ignored); /* whatever is left of the old one */
+    unlink(stub_path);
+    bm_err_clear(err);
+    int rc = qmp_gdbserver_start(qmp, stub_path, err);
+    if (rc == 0)
+        rc = clear_through(stub_path, resume, 2000, err);
+    bm_err_clear(&ignored);
+    qmp_gdbserver_stop(qmp, &ignored);
+    qmp_close(qmp);
+    unlink(stub_path);
+    return rc;
+}
+
+/* Retry for a while: QEMU notices the dead client asynchronously. If the
+ * stub is gone (someone closed it), open a new one through QMP. */
+static void clean_up(const char *qmp_path, const char *stub_path, const char *dir)
+{
+    struct bm_err err = BM_ERR_INIT;
+    if (clear_through(stub_path, true, GUARDIAN_RETRY_MS, &err) == 0) {
+        struct qmp_conn *qmp = NULL;
+        for (int waited = 0; waited < GUARDIAN_RETRY_MS && qmp == NULL; waited += 100) {
+            bm_err_clear(&err);
+            qmp = qmp_connect(qmp_path, 2000, &err);
+            if (qmp == NULL)
+                sleep_ms(100);
+        }
         bm_err_clear(&err);
-        if (qmp_gdbserver_stop(qmp, &err) < 0)
-            say("closing the GDB stub failed", &err);
+        if (qmp == NULL || qmp_gdbserver_stop(qmp, &err) < 0)
+            say("breakpoints cleared and guest resumed, but closing the GDB stub failed", &err);
+        else
+            say("bsodmon ended without detaching; breakpoints cleared, guest resumed", NULL);
         qmp_close(qmp);
+    } else if (stub_reset(qmp_path, stub_path, true, &err) == 0) {
+        say("bsodmon ended without detaching; breakpoints cleared through a new stub, guest resumed",
+            NULL);
     } else {
-        say("cannot reach QMP to close the GDB stub", &err);
+        say("could not clear bsodmon's breakpoints", &err);
     }
     unlink(stub_path);
     rmdir(dir);

@@ -3,6 +3,7 @@
 #ifndef BM_VMI_QEMU_GUARDIAN_H
 #define BM_VMI_QEMU_GUARDIAN_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "base/err.h"
@@ -14,6 +15,11 @@ struct guardian {
 
 int guardian_start(struct guardian *g, const char *qmp_path, const char *stub_path,
                    const char *dir, struct bm_err *err);
+/* Clear every breakpoint QEMU holds for a stub that is gone or unusable:
+ * open a new stub at stub_path through QMP, connect (its '?' clears them),
+ * detach (resumes the guest) when `resume`, and close the stub again. */
+int stub_reset(const char *qmp_path, const char *stub_path, bool resume, struct bm_err *err);
+
 /* After a clean detach: tell the guardian to exit without touching anything. */
 void guardian_release(struct guardian *g);
 

@@ -205,9 +205,22 @@ static int be_resume(void *be, struct bm_err *err)
 
 static int be_event_fd(void *be) { return rsp_fd(((struct qemu_be *)be)->rsp); }
 
+/* A killed QEMU may linger as a zombie until its parent reaps it, and
+ * kill(pid, 0) succeeds on zombies: read the state from /proc instead. */
 static bool qemu_alive(pid_t pid)
 {
-    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+    if (pid <= 0)
+        return false;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return kill(pid, 0) == 0 || errno == EPERM;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')');
+    return paren != NULL && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
 }
 
 static int be_poll_event(void *be, struct vmi_event *ev, struct bm_err *err)
@@ -252,38 +265,52 @@ static int be_poll_event(void *be, struct vmi_event *ev, struct bm_err *err)
 
 /* Remove our breakpoints, let go of the stub (D resumes the guest; without
  * D it stays paused), close it through QMP, remove the private directory,
- * and tell the guardian all is well. Each step is tried even if one before
- * it failed; the first error is reported. */
+ * and tell the guardian all is well. If the stub connection is broken (QEMU
+ * closed it, a protocol error) while QEMU lives, QEMU still holds our
+ * breakpoints: clear them through a fresh stub instead. */
 static int be_detach(void *be, bool leave_paused, struct bm_err *err)
 {
     struct qemu_be *q = be;
     if (q->detached && q->rsp == NULL)
         return 0;
-    int rc = 0;
-    if (q->rsp != NULL && !q->detached) {
-        if (q->running && be_pause(q, err) < 0)
+    bool alive = qemu_alive(q->pid);
+    struct bm_err e = BM_ERR_INIT;
+    int rc = -1;
+    if (q->rsp != NULL && !q->detached && alive) {
+        rc = 0;
+        if (q->running && be_pause(q, &e) < 0)
             rc = -1;
-        if (rc == 0 && rsp_bp_remove_all(q->rsp, err) < 0)
+        if (rc == 0 && rsp_bp_remove_all(q->rsp, &e) < 0)
             rc = -1;
-        q->nbps = 0;
-        if (rc == 0 && !leave_paused && rsp_detach(q->rsp, err) < 0)
+        if (rc == 0 && !leave_paused && rsp_detach(q->rsp, &e) < 0)
             rc = -1;
     }
     rsp_close(q->rsp);
     q->rsp = NULL;
+    q->nbps = 0;
     q->detached = true;
-    struct bm_err e2 = BM_ERR_INIT;
-    struct qmp_conn *c = qemu_alive(q->pid) ? qmp_get(q, &e2) : NULL;
-    if (c != NULL && qmp_gdbserver_stop(c, &e2) < 0 && rc == 0)
-        rc = bm_err_set(err, "closing the GDB stub: %s", bm_err_msg(&e2));
     qmp_close(q->qmp);
     q->qmp = NULL;
+    if (rc < 0 && alive) {
+        struct bm_err e2 = BM_ERR_INIT;
+        rc = stub_reset(q->qmp_path, q->stub_path, !leave_paused, &e2);
+        if (rc < 0)
+            bm_err_set(err, "clearing breakpoints: %s; then through a new stub: %s",
+                       bm_err_msg(&e), bm_err_msg(&e2));
+    } else if (rc == 0) {
+        struct qmp_conn *c = qmp_get(q, &e);
+        if (c == NULL || qmp_gdbserver_stop(c, &e) < 0)
+            rc = bm_err_set(err, "closing the GDB stub: %s", bm_err_msg(&e));
+        qmp_close(q->qmp);
+        q->qmp = NULL;
+    }
     unlink(q->stub_path);
     rmdir(q->dir);
-    /* Only a detach that removed every breakpoint lets the guardian go. */
-    if (rc == 0)
+    /* Let the guardian go once no breakpoint of ours can be left (or QEMU
+     * is gone, taking them with it). */
+    if (rc == 0 || !alive)
         guardian_release(&q->guardian);
-    return rc;
+    return alive ? rc : 0;
 }
 
 static void be_close(void *be)

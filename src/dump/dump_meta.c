@@ -1,0 +1,67 @@
+/* dump_meta.c - crashdump.metadata: DRAKVUF's fields with DRAKVUF's names
+ * and formats (lowercase hex without 0x), then ours. */
+#include "dump/dump.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static json_object *hex(uint64_t v, bool prefix)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, prefix ? "0x%" PRIx64 : "%" PRIx64, v);
+    return json_object_new_string(buf);
+}
+
+int dump_meta_write(int fd, const struct dump_meta *m, const struct dump_source *src,
+                    const struct dump_result *res, struct bm_err *err)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "KernelBase", hex(m->kernel_base, false));
+    json_object_object_add(o, "BugCheckCode", hex(m->code, false));
+    static const char *const pnames[4] = { "Param1", "Param2", "Param3", "Param4" };
+    for (int i = 0; i < 4; i++)
+        json_object_object_add(o, pnames[i], hex(m->p[i], false));
+    json_object_object_add(o, "CR3", hex(m->cr3, false));
+    json_object_object_add(o, "RSP", hex(m->rsp, false));
+    json_object_object_add(o, "BugCheckName",
+                           json_object_new_string(m->bugcheck_name ? m->bugcheck_name : "UNKNOWN_CODE"));
+    json_object_object_add(o, "VCPU", json_object_new_int((int32_t)m->vcpu));
+    char ts[48];
+    snprintf(ts, sizeof ts, "%lld.%06ld", (long long)m->time.tv_sec, (long)m->time.tv_usec);
+    json_object_object_add(o, "TimeStamp", json_object_new_string(ts));
+    json_object_object_add(o, "PdbGuid", m->pdb_guid ? json_object_new_string(m->pdb_guid) : NULL);
+    json_object_object_add(o, "DumpFormat", json_object_new_string("raw"));
+    json_object_object_add(o, "DumpSize", json_object_new_int64((int64_t)res->size));
+    json_object *ranges = json_object_new_array();
+    for (size_t i = 0; i < src->nranges; i++) {
+        json_object *pair = json_object_new_array();
+        json_object_array_add(pair, hex(src->ranges[i].start, true));
+        json_object_array_add(pair, hex(src->ranges[i].end, true));
+        json_object_array_add(ranges, pair);
+    }
+    json_object_object_add(o, "RamRanges", ranges);
+    json_object_object_add(o, "Sha256", json_object_new_string(res->sha256));
+    json_object_object_add(o, "Complete", json_object_new_boolean(1));
+    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+    size_t len = strlen(text);
+    int rc = 0;
+    for (size_t done = 0; done < len;) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = bm_err_sys(err, errno, "writing crashdump.metadata");
+            break;
+        }
+        done += (size_t)n;
+    }
+    if (rc == 0 && write(fd, "\n", 1) != 1)
+        rc = bm_err_sys(err, errno, "writing crashdump.metadata");
+    json_object_put(o);
+    return rc;
+}
