@@ -46,7 +46,8 @@ int dump_meta_write(int fd, const struct dump_meta *m, const struct dump_source 
     json_object_object_add(o, "RamRanges", ranges);
     json_object_object_add(o, "Sha256", json_object_new_string(res->sha256));
     json_object_object_add(o, "Complete", json_object_new_boolean(1));
-    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+    /* One line, as DRAKVUF writes it (json-c's default, spaced). */
+    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED |
                                                              JSON_C_TO_STRING_NOSLASHESCAPE);
     size_t len = strlen(text);
     int rc = 0;

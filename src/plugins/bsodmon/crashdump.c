@@ -90,9 +90,9 @@ int crashdump_write(struct plugin_host *host, const struct crash *c, struct bm_e
         return -1;
     }
     fprintf(stderr, "bsodmon: crash dump written: %s/%s (%llu MiB of RAM in %.2f s, %.0f MB/s; "
-            "%llu MiB on disk) and %s/%s\n", dir, DUMP_BIN_NAME,
+            "%llu KiB of non-zero pages) and %s/%s\n", dir, DUMP_BIN_NAME,
             (unsigned long long)(res.ram_bytes >> 20), res.seconds,
             (double)res.ram_bytes / res.seconds / 1e6,
-            (unsigned long long)(res.written_bytes >> 20), dir, DUMP_META_NAME);
+            (unsigned long long)(res.written_bytes >> 10), dir, DUMP_META_NAME);
     return 0;
 }
