@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/util.h"
 #include "vmi/qemu/qemu.h"
 #include "win/wincore.h"
 
@@ -48,13 +49,6 @@ struct monitor {
     bool running[8];
     size_t nplugins;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void say(const struct monitor *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(const struct monitor *m, const char *fmt, ...)
@@ -293,12 +287,12 @@ static int handle_events(struct monitor *m, struct bm_err *err)
 static int run_loop(struct monitor *m, struct bm_err *err)
 {
     const struct monitor_config *cfg = m->cfg;
-    int64_t deadline = cfg->timeout_s > 0 ? now_ms() + (int64_t)cfg->timeout_s * 1000 : -1;
+    int64_t deadline = cfg->timeout_s > 0 ? bm_now_ms() + (int64_t)cfg->timeout_s * 1000 : -1;
     bool stop_phase = false;
     for (;;) {
         int wait = -1;
         if (deadline >= 0) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - bm_now_ms();
             wait = left < 0 ? 0 : (int)(left > 60000 ? 60000 : left);
         }
         struct pollfd pfd[2] = { { vmi_event_fd(&m->vmi), POLLIN, 0 }, { m->sigfd, POLLIN, 0 } };
@@ -315,7 +309,7 @@ static int run_loop(struct monitor *m, struct bm_err *err)
             if (rc != RUN_ON)
                 return rc;
         }
-        if (deadline >= 0 && now_ms() >= deadline) {
+        if (deadline >= 0 && bm_now_ms() >= deadline) {
             if (stop_phase) {
                 say(m, "stop phase over");
                 return 0;
@@ -332,7 +326,7 @@ static int run_loop(struct monitor *m, struct bm_err *err)
             }
             say(m, "timeout: stop phase of %d s, %zu plugin(s) armed", cfg->wait_stop_s, left);
             stop_phase = true;
-            deadline = now_ms() + (int64_t)cfg->wait_stop_s * 1000;
+            deadline = bm_now_ms() + (int64_t)cfg->wait_stop_s * 1000;
             if (vmi_resume(&m->vmi, err) < 0)
                 return 1;
         }

@@ -2,6 +2,8 @@
  * See qmp.h. HMP text helpers live in qmp_hmp.c. */
 #include "vmi/qemu/qmp.h"
 
+#include "base/util.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -32,37 +34,10 @@ struct qmp_conn {
     int version[3];
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int remaining(int64_t deadline)
-{
-    int64_t left = deadline - now_ms();
-    return left < 0 ? 0 : (left > 1000000 ? 1000000 : (int)left);
-}
-
 static int broken(struct qmp_conn *c)
 {
     c->broken = true;
     return -1;
-}
-
-/* Printable excerpt of untrusted bytes for an error message. */
-static const char *snippet(const char *p, size_t len, char *out, size_t max)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len && n + 4 < max; i++)
-        out[n++] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '.';
-    if (len > n && n + 4 >= max) {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-    return out;
 }
 
 /* --- byte stream → messages ------------------------------------------------ */
@@ -75,7 +50,7 @@ static int read_more(struct qmp_conn *c, int64_t deadline, struct bm_err *err)
             c->in_pos = 0;
             c->in_len = (size_t)n;
             if (!c->got_any)
-                snippet(c->in, c->in_len, c->first, sizeof c->first);
+                bm_excerpt(c->in, c->in_len, c->first, sizeof c->first);
             c->got_any = true;
             return 1;
         }
@@ -91,7 +66,7 @@ static int read_more(struct qmp_conn *c, int64_t deadline, struct bm_err *err)
             return broken(c);
         }
         struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-        int r = poll(&pfd, 1, remaining(deadline));
+        int r = poll(&pfd, 1, bm_ms_left(deadline));
         if (r < 0 && errno != EINTR) {
             bm_err_sys(err, errno, "poll on %s", c->name);
             return broken(c);
@@ -123,7 +98,7 @@ static int read_message(struct qmp_conn *c, int64_t deadline,
         if (o == NULL && je != json_tokener_continue) {
             bm_err_set(err, "%s sent invalid JSON (%s) near '%s'", c->name,
                        json_tokener_error_desc(je),
-                       snippet(p, avail, snip, sizeof snip));
+                       bm_excerpt(p, avail, snip, sizeof snip));
             return broken(c);
         }
         if (used == 0 || used > avail) {
@@ -185,27 +160,7 @@ static json_object *member(json_object *o, const char *key, json_type t)
 static int write_all(struct qmp_conn *c, const char *p, size_t len,
                      int64_t deadline, struct bm_err *err)
 {
-    while (len > 0) {
-        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            p += n;
-            len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            bm_err_sys(err, errno, "cannot write to %s", c->name);
-            return broken(c);
-        }
-        struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
-        if (poll(&pfd, 1, remaining(deadline)) == 0) {
-            bm_err_set(err, "%s does not accept data (write timed out)",
-                       c->name);
-            return broken(c);
-        }
-    }
-    return 0;
+    return bm_send_all(c->fd, p, len, deadline, c->name, err) < 0 ? broken(c) : 0;
 }
 
 /* --- commands and events ------------------------------------------------- */
@@ -236,7 +191,7 @@ int qmp_execute(struct qmp_conn *c, const char *cmd, json_object *args,
     size_t len;
     const char *s = json_object_to_json_string_length(req,
         JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-    int64_t deadline = now_ms() + c->timeout_ms;
+    int64_t deadline = bm_now_ms() + c->timeout_ms;
     int rc = write_all(c, s, len, deadline, err);
     if (rc == 0)
         rc = write_all(c, "\n", 1, deadline, err);
@@ -280,7 +235,7 @@ int qmp_execute(struct qmp_conn *c, const char *cmd, json_object *args,
 int qmp_next_event(struct qmp_conn *c, int timeout_ms, json_object **event,
                    struct bm_err *err)
 {
-    int64_t deadline = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+    int64_t deadline = bm_now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
     while (c->ev_count == 0) {
         json_object *msg;
         int r = read_message(c, deadline, &msg, err);
@@ -365,7 +320,7 @@ static struct qmp_conn *open_conn(int fd, const char *name, int timeout_ms,
                            JSON_TOKENER_VALIDATE_UTF8);
     json_object *g = NULL;
     struct bm_err why = BM_ERR_INIT;
-    int r = read_message(c, now_ms() + c->timeout_ms, &g, &why);
+    int r = read_message(c, bm_now_ms() + c->timeout_ms, &g, &why);
     if (r == 0)
         /* QEMU serves one QMP client per monitor; others wait silently in
          * the listen backlog (measured on 7.2). */
@@ -414,12 +369,12 @@ struct qmp_conn *qmp_connect(const char *path, int timeout_ms,
         bm_err_sys(err, errno, "socket for QMP");
         return NULL;
     }
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = bm_now_ms() + timeout_ms;
     /* A full backlog gives EAGAIN at once on unix sockets: retry. */
     while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
         if (errno == EINTR)
             continue;
-        if (errno != EAGAIN || remaining(deadline) == 0) {
+        if (errno != EAGAIN || bm_ms_left(deadline) == 0) {
             bm_err_sys(err, errno, "cannot connect to the QMP socket %s",
                        path);
             close(fd);

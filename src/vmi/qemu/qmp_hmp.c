@@ -7,23 +7,12 @@
  */
 #include "vmi/qemu/qmp.h"
 
+#include "base/util.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *excerpt(const char *p, size_t len, char *out, size_t max)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len && n + 4 < max; i++)
-        out[n++] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '.';
-    if (len > n && n + 4 >= max) {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-    return out;
-}
 
 /* Length of the line at p without its "\r\n" or "\n"; *next is after it. */
 static size_t line_at(const char *p, const char **next)
@@ -43,19 +32,10 @@ static const char *first_line(const char *text, char *out, size_t max)
     size_t len;
     while ((len = line_at(text, &next)) == 0 && *next != '\0')
         text = next;
-    return excerpt(text, len, out, max);
+    return bm_excerpt(text, len, out, max);
 }
 
-static int hexdigit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+static int hexdigit(char c) { return bm_hexdigit((unsigned char)c); }
 
 static bool hex(const char **p, const char *end, unsigned maxdigits,
                 uint64_t *out)
@@ -176,7 +156,7 @@ int qmp_parse_mtree(const char *text, struct qmp_ram_range *ranges,
         int kind = parse_range(s, end, &r);
         if (kind < 0)
             return bm_err_set(err, "malformed line in 'info mtree -f': '%s'",
-                              excerpt(p, len, snip, sizeof snip));
+                              bm_excerpt(p, len, snip, sizeof snip));
         if (kind == 0)
             continue;
         if (count == cap)

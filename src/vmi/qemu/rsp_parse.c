@@ -5,18 +5,10 @@
 
 #include <string.h>
 
+#include "base/util.h"
 #include "vmi/qemu/rsp_wire.h"  /* rsp_wire_snippet */
 
-static int hexdigit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+static int hexdigit(char c) { return bm_hexdigit((unsigned char)c); }
 
 int rsp_parse_hex(const char **p, const char *end, unsigned maxdigits,
                   uint64_t *out)

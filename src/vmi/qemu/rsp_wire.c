@@ -1,6 +1,8 @@
 /* rsp_wire.c - see rsp_wire.h. */
 #include "vmi/qemu/rsp_wire.h"
 
+#include "base/util.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -10,19 +12,6 @@
 
 enum { S_IDLE, S_DATA, S_ESC, S_RLE, S_SUM1, S_SUM2 };
 enum { EV_ACK = 1, EV_NAK, EV_PACKET };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int remaining(int64_t deadline)
-{
-    int64_t left = deadline - now_ms();
-    return left < 0 ? 0 : (left > 1000000 ? 1000000 : (int)left);
-}
 
 void rsp_wire_init(struct rsp_wire *w, int fd)
 {
@@ -35,17 +24,7 @@ void rsp_wire_init(struct rsp_wire *w, int fd)
 const char *rsp_wire_snippet(const char *payload, size_t len, char *out,
                              size_t max)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < len && n + 4 < max; i++) {
-        unsigned char c = (unsigned char)payload[i];
-        out[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '.';
-    }
-    if (n + 4 >= max && len > n) {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-    return out;
+    return bm_excerpt(payload, len, out, max);
 }
 
 static int fail(struct rsp_wire *w)
@@ -57,32 +36,7 @@ static int fail(struct rsp_wire *w)
 static int write_all(struct rsp_wire *w, const void *buf, size_t len,
                      int64_t deadline, struct bm_err *err)
 {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = send(w->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            p += n;
-            len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            bm_err_sys(err, errno, "cannot write to the GDB stub");
-            return fail(w);
-        }
-        struct pollfd pfd = { .fd = w->fd, .events = POLLOUT };
-        int r = poll(&pfd, 1, remaining(deadline));
-        if (r < 0 && errno != EINTR) {
-            bm_err_sys(err, errno, "poll on the GDB stub socket");
-            return fail(w);
-        }
-        if (r == 0) {
-            bm_err_set(err, "GDB stub does not accept data (write timed out)");
-            return fail(w);
-        }
-    }
-    return 0;
+    return bm_send_all(w->fd, buf, len, deadline, "the GDB stub", err) < 0 ? fail(w) : 0;
 }
 
 /* Make at least one unread byte available. `one` reads a single byte, so
@@ -113,7 +67,7 @@ static int fill(struct rsp_wire *w, int64_t deadline, bool one,
             return fail(w);
         }
         struct pollfd pfd = { .fd = w->fd, .events = POLLIN };
-        int r = poll(&pfd, 1, remaining(deadline));
+        int r = poll(&pfd, 1, bm_ms_left(deadline));
         if (r < 0 && errno != EINTR) {
             bm_err_sys(err, errno, "poll on the GDB stub socket");
             return fail(w);
@@ -123,16 +77,7 @@ static int fill(struct rsp_wire *w, int64_t deadline, bool one,
     }
 }
 
-static int hexval(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+static int hexval(uint8_t c) { return bm_hexdigit(c); }
 
 static int append(struct rsp_wire *w, char c, struct bm_err *err)
 {
@@ -282,7 +227,7 @@ int rsp_wire_send_raw(struct rsp_wire *w, const void *buf, size_t len,
     if (w->broken)
         return bm_err_set(err, "GDB stub connection is unusable after an "
                           "earlier error; reconnect");
-    return write_all(w, buf, len, now_ms() + timeout_ms, err);
+    return write_all(w, buf, len, bm_now_ms() + timeout_ms, err);
 }
 
 static bool is_stop_reply(const char *p, size_t len)
@@ -317,7 +262,7 @@ int rsp_wire_send(struct rsp_wire *w, const char *payload, size_t len,
     w->tx[n++] = hex[sum & 15];
     w->tx_len = n;
 
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = bm_now_ms() + timeout_ms;
     if (write_all(w, w->tx, w->tx_len, deadline, err) < 0)
         return -1;
     if (!w->ack_mode)
@@ -358,7 +303,7 @@ int rsp_wire_send(struct rsp_wire *w, const char *payload, size_t len,
 
 int rsp_wire_recv(struct rsp_wire *w, int timeout_ms, struct bm_err *err)
 {
-    int64_t deadline = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+    int64_t deadline = bm_now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
     for (;;) {
         int ev = next_event(w, deadline, false, err);
         if (ev <= 0)

@@ -79,4 +79,27 @@ void script_exchange(struct script *s, const char *request,
                      const char *reply);
 void script_free(struct script *s);
 
+/* Test helpers shared by the replay tests. Each test file defines
+ * `static struct replay rep;` (static: it outlives a failed test's frame).
+ * OK(call) fails the test with the error if call < 0; inside it, E is the
+ * error to pass. FAILS(call, part) requires -1 and a message containing part. */
+#define OK(call)                                                    \
+    do {                                                            \
+        struct bm_err e_ = BM_ERR_INIT;                             \
+        if ((call) < 0)                                             \
+            fail_msg("%s: %s [replay: %s]", #call, bm_err_msg(&e_), \
+                     rep.fail);                                     \
+    } while (0)
+#define E (&e_)
+
+#define FAILS(call, part)                                           \
+    do {                                                            \
+        struct bm_err e_ = BM_ERR_INIT;                             \
+        if ((call) != -1)                                           \
+            fail_msg("%s did not fail", #call);                     \
+        if (strstr(bm_err_msg(&e_), part) == NULL)                  \
+            fail_msg("%s: '%s' lacks '%s'", #call,                  \
+                     bm_err_msg(&e_), part);                        \
+    } while (0)
+
 #endif

@@ -43,7 +43,9 @@ static void close_replay(struct replay *r, struct rsp_conn *c)
         fail_msg("replay: %s", r->fail);
 }
 
-/* OK(f(..., E)): run f with a fresh error; fail the test with its message. */
+/* OK(f(..., E)) as in replay.h, but naming the replay in progress. */
+#undef OK
+#undef E
 #define OK(call)                                                    \
     do {                                                            \
         struct bm_err e_ = BM_ERR_INIT;                             \

@@ -21,24 +21,7 @@
 
 static struct replay rep;   /* static: outlives a failed test's frame */
 
-#define OK(call)                                                    \
-    do {                                                            \
-        struct bm_err e_ = BM_ERR_INIT;                             \
-        if ((call) < 0)                                             \
-            fail_msg("%s: %s [replay: %s]", #call, bm_err_msg(&e_), \
-                     rep.fail);                                     \
-    } while (0)
-#define E (&e_)
-
-#define FAILS(call, part)                                           \
-    do {                                                            \
-        struct bm_err e_ = BM_ERR_INIT;                             \
-        if ((call) != -1)                                           \
-            fail_msg("%s did not fail", #call);                     \
-        if (strstr(bm_err_msg(&e_), part) == NULL)                  \
-            fail_msg("%s: '%s' lacks '%s'", #call,                  \
-                     bm_err_msg(&e_), part);                        \
-    } while (0)
+/* OK, E and FAILS: see replay.h */
 
 /* A minimal handshake as QEMU would answer it, minus target.xml. */
 static void handshake(struct script *s, bool mp)
