@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmi/qemu/guardian.h"
@@ -223,6 +224,19 @@ static bool qemu_alive(pid_t pid)
     return paren != NULL && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
 }
 
+/* The stub's socket closes while the kernel is still tearing a killed QEMU
+ * down (its files go before it becomes a zombie): give it a moment. */
+static bool qemu_gone_soon(pid_t pid)
+{
+    for (int i = 0; i < 100; i++) {
+        if (!qemu_alive(pid))
+            return true;
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
 static int be_poll_event(void *be, struct vmi_event *ev, struct bm_err *err)
 {
     struct qemu_be *q = be;
@@ -230,7 +244,7 @@ static int be_poll_event(void *be, struct vmi_event *ev, struct bm_err *err)
     struct bm_err e = BM_ERR_INIT;
     int r = rsp_poll_stop(q->rsp, &st, &e);
     if (r < 0) {
-        if (!qemu_alive(q->pid)) {
+        if (qemu_gone_soon(q->pid)) {
             *ev = (struct vmi_event){ VMI_EVENT_GONE, -1, 0 };
             q->running = false;
             q->detached = true;
