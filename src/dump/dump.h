@@ -1,16 +1,22 @@
-/* dump.h - crash dumps of guest physical memory, written safely.
+/* dump.h - crash dumps of guest physical memory, written fast and safely.
  *
- * The image is flat (byte N of the file = guest-physical address N, RAM above
- * 4 GiB at its real address). What is not RAM, and every all-zero RAM page,
- * is a file hole: the file is sparse, and device memory is never read. Files
- * are created 0600 under temporary names inside the directory (O_EXCL,
- * O_NOFOLLOW), fsync'ed, and renamed to their final names only when
- * complete, the metadata last; a failed or interrupted dump leaves nothing
- * that looks like a finished one.
+ * The image is flat: byte N of DIR/crashdump.bin = guest-physical address N,
+ * RAM above 4 GiB at its real address. What is not RAM (MMIO, the PCI hole)
+ * and every all-zero RAM page is a file hole: the file is sparse, and device
+ * memory is never read. Volatility 3 / MemProcFS open it as a raw layer.
+ *
+ * Files are created 0600 under temporary names inside DIR (O_CREAT|O_EXCL|
+ * O_NOFOLLOW), fsync'ed, and renamed to their final names only when complete,
+ * the metadata last, then DIR is fsync'ed. A failed or interrupted dump
+ * removes its temporary files and leaves nothing that looks like a finished
+ * dump; a previous complete dump in DIR stays until a new one replaces it.
+ *
+ * Library code: no printing; errors through `struct bm_err` (base/err.h).
  */
 #ifndef BM_DUMP_DUMP_H
 #define BM_DUMP_DUMP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,12 +27,20 @@
 #define DUMP_BIN_NAME "crashdump.bin"
 #define DUMP_META_NAME "crashdump.metadata"
 
+/* Guest-physical RAM, inclusive end. A source's ranges are sorted, disjoint
+ * and below 2^52; the image ends at the last range's end + 1. */
 struct dump_range {
-    uint64_t start, end; /* guest-physical RAM, inclusive end; sorted, disjoint */
+    uint64_t start, end;
 };
 
-/* Where the RAM comes from. `map` is optional: a directly readable pointer
- * (zero copy), or NULL to fall back to `read`. */
+/* Where the RAM comes from. Only addresses inside `ranges` are asked for.
+ *  - read: copy [pa, pa+len) into buf (len <= the chunk size, 8 MiB by
+ *    default); 0, or -1 with `err` set (e.g. QEMU died): the dump fails.
+ *  - map: optional fast path (e.g. a shm-backed guest): a pointer to the
+ *    bytes of [pa, pa+len) that stays valid and unchanged until the dump
+ *    returns (the guest is paused), or NULL to use `read` for that chunk.
+ *    The image is written straight from it, without a copy.
+ * Both are called from the dumping thread only. */
 struct dump_source {
     const struct dump_range *ranges;
     size_t nranges;
@@ -40,47 +54,87 @@ struct dump_meta {
     uint64_t kernel_base;
     uint64_t code, p[4];
     uint64_t cr3, rsp;
-    const char *bugcheck_name;
+    const char *bugcheck_name; /* NULL: "UNKNOWN_CODE" */
     unsigned vcpu;
-    struct timeval time;
-    const char *pdb_guid; /* "GUID-AGE", or NULL */
+    struct timeval time;       /* host time of the trap */
+    const char *pdb_guid;      /* "GUID-AGE" of the kernel's PDB, or NULL (null in JSON) */
 };
 
 struct dump_opts {
-    /* Called after every chunk: bytes of the image done and total. */
+    /* Called from the dumping thread after each chunk and once at the end
+     * (done == total, after the data is on disk): RAM bytes dumped so far,
+     * and RAM bytes in all. Holes outside RAM do not count. The caller
+     * decides what to print (e.g. only for dumps longer than a second). */
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
-    /* Polled between chunks: nonzero cancels the dump. */
-    volatile int *cancel;
-    void (*poll_cancel)(void *ctx); /* refreshes *cancel; may be NULL */
+    /* Checked between chunks (and before the final renames): nonzero cancels
+     * the dump (a SIGINT/SIGTERM handler sets it). May be NULL. */
+    volatile sig_atomic_t *cancel;
+    /* Called before each check of *cancel, to refresh it (e.g. read a
+     * signalfd); may be NULL. */
+    void (*poll_cancel)(void *ctx);
     void *poll_ctx;
+};
+
+/* Knobs for tests and benchmarks (dump_write_raw_tuned); all 0 is the tuned
+ * default that dump_write_raw uses. */
+#define DUMP_F_BUFFERED     0x1u /* page cache writes, no O_DIRECT */
+#define DUMP_F_INLINE_WRITE 0x2u /* write in the dumping thread, no writer thread */
+#define DUMP_F_INLINE_HASH  0x4u /* hash in the dumping thread, no hashing thread */
+
+struct dump_tune {
+    unsigned flags; /* DUMP_F_* */
+    size_t chunk;   /* bytes read and scanned at a time: a power of two in
+                       64 KiB .. 256 MiB; 0: 8 MiB */
 };
 
 struct dump_result {
     uint64_t size;          /* apparent size of crashdump.bin */
-    uint64_t ram_bytes;     /* RAM bytes covered */
-    uint64_t written_bytes; /* non-zero RAM bytes actually written */
-    char sha256[65];
-    double seconds;
+    uint64_t ram_bytes;     /* RAM bytes dumped */
+    uint64_t written_bytes; /* bytes of non-zero RAM pages written; the rest are holes */
+    char sha256[65];        /* of crashdump.bin as a reader sees it, lowercase hex */
+    bool direct;            /* the image was written with O_DIRECT */
+    double seconds;         /* wall time of the whole dump, files committed */
 };
 
-/* Start-up check of --crashdump-dir, before the guest is touched: refuses a
- * symbolic link, a non-directory, a directory that cannot be written, or one
- * writable by others unless it has the sticky bit and is ours; creates a
- * missing last component 0700 when its parent exists. */
+/* Start-up check of --crashdump-dir, before the guest is touched. Refuses a
+ * symbolic link, a non-directory, a missing parent, a directory writable by
+ * others (group or world) unless it has the sticky bit and belongs to the
+ * effective user, and one where a file cannot actually be created (the check
+ * creates and removes an empty temporary file: this catches read-only mounts,
+ * immutable directories and missing permissions alike, for root too); refuses
+ * an existing crashdump.bin/.metadata that is a directory. Creates a missing
+ * last component 0700 when its parent exists. */
 int dump_check_dir(const char *dir, struct bm_err *err);
 
-/* Write DIR/crashdump.bin and DIR/crashdump.metadata. */
+/* Write DIR/crashdump.bin and DIR/crashdump.metadata from `src`. `opts` may
+ * be NULL; `res` is filled on success (and partly on failure). On failure,
+ * -1 with `err` set, and DIR holds no temporary file of this dump and no
+ * dump that mixes old and new files (a previous complete dump may remain). */
 int dump_write_raw(const char *dir, const struct dump_source *src, const struct dump_meta *meta,
                    const struct dump_opts *opts, struct dump_result *res, struct bm_err *err);
 
-/* --- between dump_raw.c and dump_files.c / dump_meta.c --- */
+/* The same with knobs; `tune` may be NULL. */
+int dump_write_raw_tuned(const char *dir, const struct dump_source *src,
+                         const struct dump_meta *meta, const struct dump_opts *opts,
+                         const struct dump_tune *tune, struct dump_result *res,
+                         struct bm_err *err);
 
-/* Open the directory safely and create a 0600 temporary file in it. */
+/* --- internal: between dump_raw.c, dump_files.c and dump_meta.c --------- */
+
+/* Open DIR (O_NOFOLLOW) and re-check it as dump_check_dir does, without the
+ * probe file. The descriptor, or -1. */
 int dump_open_dir(const char *dir, struct bm_err *err);
+/* Create a 0600 temporary file ".NAME.tmp-XXXXXXXXXXXX" in dirfd (O_EXCL,
+ * O_NOFOLLOW); its name goes to tmp_name. The descriptor, or -1. */
 int dump_create_temp(int dirfd, const char *final_name, char *tmp_name, size_t len,
                      struct bm_err *err);
-/* Write the metadata JSON to an open file. */
+/* Rename both temporaries to their final names (the image first, the
+ * metadata last, an older metadata file removed before the image is
+ * replaced) and fsync the directory. On failure nothing of the new dump
+ * keeps a final name; the temporaries are left to the caller. */
+int dump_commit(int dirfd, const char *bin_tmp, const char *meta_tmp, struct bm_err *err);
+/* The metadata JSON (one line) into an open file. */
 int dump_meta_write(int fd, const struct dump_meta *meta, const struct dump_source *src,
                     const struct dump_result *res, struct bm_err *err);
 

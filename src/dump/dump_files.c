@@ -1,97 +1,194 @@
 /* dump_files.c - the crash dump directory and its files, safely: no
  * symbolic link followed, nothing readable by others, nothing half-written
- * under a final name. */
+ * under a final name, an older dump replaced only by a complete new one. */
 #include "dump/dump.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
-static int check_existing(const char *dir, const struct stat *st, struct bm_err *err)
+/* The checks on DIR itself, from its lstat/fstat. */
+static int check_stat(const char *dir, const struct stat *st, struct bm_err *err)
 {
     if (S_ISLNK(st->st_mode))
-        return bm_err_set(err, "%s is a symbolic link; give the real directory", dir);
+        return bm_err_set(err, "crash dump directory %s is a symbolic link; give the real "
+                          "directory", dir);
     if (!S_ISDIR(st->st_mode))
-        return bm_err_set(err, "%s is not a directory", dir);
+        return bm_err_set(err, "crash dump directory %s exists and is not a directory", dir);
     if ((st->st_mode & (S_IWGRP | S_IWOTH)) &&
         !((st->st_mode & S_ISVTX) && st->st_uid == geteuid()))
-        return bm_err_set(err, "%s is writable by other users (mode %04o): a crash dump holds every "
-                          "secret of the guest; use a private directory (or one with the sticky "
-                          "bit that you own)", dir, (unsigned)(st->st_mode & 07777));
-    struct statvfs vfs;
-    if (statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
-        return bm_err_set(err, "%s is on a read-only filesystem", dir);
-    if (access(dir, W_OK | X_OK) < 0)
-        return bm_err_sys(err, errno, "%s is not writable", dir);
+        return bm_err_set(err, "crash dump directory %s is writable by other users (mode %04o, "
+                          "owner uid %u): a memory image holds every secret of the guest; use a "
+                          "private directory (or a sticky one that you own)", dir,
+                          (unsigned)(st->st_mode & 07777), (unsigned)st->st_uid);
     return 0;
 }
 
-int dump_check_dir(const char *dir, struct bm_err *err)
+/* An existing final name must be something rename() can replace. */
+static int check_final_names(int dirfd, const char *dir, struct bm_err *err)
 {
-    struct stat st;
-    if (dir == NULL || dir[0] == '\0')
-        return bm_err_set(err, "empty directory name");
-    if (lstat(dir, &st) == 0)
-        return check_existing(dir, &st, err);
-    if (errno != ENOENT)
-        return bm_err_sys(err, errno, "%s", dir);
-    char copy[4096];
-    if (snprintf(copy, sizeof copy, "%s", dir) >= (int)sizeof copy)
-        return bm_err_set(err, "directory name too long");
-    const char *parent = dirname(copy);
-    struct stat pst;
-    if (stat(parent, &pst) < 0 || !S_ISDIR(pst.st_mode))
-        return bm_err_set(err, "%s does not exist, and neither does its parent %s", dir, parent);
-    if (mkdir(dir, 0700) < 0)
-        return bm_err_sys(err, errno, "creating %s", dir);
-    if (lstat(dir, &st) < 0)
-        return bm_err_sys(err, errno, "%s", dir);
-    return check_existing(dir, &st, err);
+    static const char *const names[] = { DUMP_BIN_NAME, DUMP_META_NAME };
+    for (size_t i = 0; i < 2; i++) {
+        struct stat st;
+        if (fstatat(dirfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT)
+                continue;
+            return bm_err_sys(err, errno, "%s/%s", dir, names[i]);
+        }
+        if (S_ISDIR(st.st_mode))
+            return bm_err_set(err, "%s/%s is a directory; a crash dump cannot replace it", dir,
+                              names[i]);
+    }
+    return 0;
 }
 
 int dump_open_dir(const char *dir, struct bm_err *err)
 {
-    /* O_NOFOLLOW: a directory swapped for a link since start-up is refused. */
+    if (dir == NULL || dir[0] == '\0')
+        return bm_err_set(err, "empty crash dump directory name");
+    /* O_NOFOLLOW: a symbolic link is refused (ELOOP), even one swapped in
+     * since start-up; every later file operation is relative to this fd. */
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return bm_err_sys(err, errno, "opening crash dump directory %s", dir);
+    if (fd < 0) {
+        int e = errno;
+        struct stat st;
+        if ((e == ELOOP || e == ENOTDIR) && lstat(dir, &st) == 0)
+            check_stat(dir, &st, err);
+        return bm_err_sys(err, e, "opening crash dump directory %s", dir);
+    }
     struct stat st;
-    if (fstat(fd, &st) < 0 || check_existing(dir, &st, err) < 0) {
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
         close(fd);
-        return bm_err_set(err, "crash dump directory %s is no longer usable", dir);
+        return bm_err_sys(err, e, "crash dump directory %s", dir);
+    }
+    if (check_stat(dir, &st, err) < 0 || check_final_names(fd, dir, err) < 0) {
+        close(fd);
+        return -1;
     }
     return fd;
+}
+
+int dump_check_dir(const char *dir, struct bm_err *err)
+{
+    if (dir == NULL || dir[0] == '\0')
+        return bm_err_set(err, "empty crash dump directory name");
+    struct stat st;
+    bool created = false;
+    if (lstat(dir, &st) < 0) {
+        if (errno == ENOTDIR)
+            return bm_err_set(err, "crash dump directory %s: its parent is not a directory",
+                              dir);
+        if (errno != ENOENT)
+            return bm_err_sys(err, errno, "crash dump directory %s", dir);
+        /* Missing: create the last component if its parent exists. */
+        if (mkdir(dir, 0700) < 0) {
+            int e = errno;
+            if (e == ENOENT)
+                return bm_err_set(err, "crash dump directory %s does not exist, nor does its "
+                                  "parent; create the parent first", dir);
+            if (e == ENOTDIR)
+                return bm_err_set(err, "crash dump directory %s: its parent is not a directory",
+                                  dir);
+            return bm_err_sys(err, e, "creating crash dump directory %s", dir);
+        }
+        created = true;
+    }
+    int fd = dump_open_dir(dir, err);
+    if (fd < 0)
+        return -1;
+    /* mkdir applied the umask, which may have taken the owner's bits too. */
+    if (created && fchmod(fd, 0700) < 0) {
+        int e = errno;
+        close(fd);
+        return bm_err_sys(err, e, "chmod 0700 %s", dir);
+    }
+    /* Really create a file: access(2) says yes to root even where root
+     * cannot write (immutable directory, read-only bind mount, SELinux). */
+    char tmp[64];
+    int t = dump_create_temp(fd, "probe", tmp, sizeof tmp, err);
+    if (t < 0) {
+        bm_err_prefix(err, "crash dump directory %s is not writable", dir);
+        close(fd);
+        return -1;
+    }
+    close(t);
+    unlinkat(fd, tmp, 0);
+    close(fd);
+    return 0;
 }
 
 int dump_create_temp(int dirfd, const char *final_name, char *tmp_name, size_t len,
                      struct bm_err *err)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    unsigned long seed = (unsigned long)ts.tv_nsec ^ ((unsigned long)getpid() << 16);
     for (int tries = 0; tries < 100; tries++) {
-        seed = seed * 6364136223846793005ul + 1442695040888963407ul;
-        snprintf(tmp_name, len, ".%s.tmp-%08lx", final_name, (seed >> 32) & 0xfffffffful);
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            r = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^
+                (uint64_t)tries * 0x9e3779b97f4a7c15ull;
+        }
+        if (snprintf(tmp_name, len, ".%s.tmp-%012llx", final_name,
+                     (unsigned long long)(r & 0xffffffffffffull)) >= (int)len)
+            return bm_err_set(err, "temporary name for %s too long", final_name);
         int fd = openat(dirfd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                         0600);
         if (fd >= 0) {
-            /* The umask may only narrow 0600; make sure nothing widened it. */
+            /* The umask may only narrow 0600; make sure nothing widened it
+             * (a default ACL on the directory could). */
             if (fchmod(fd, 0600) < 0) {
                 int e = errno;
                 close(fd);
                 unlinkat(dirfd, tmp_name, 0);
-                return bm_err_sys(err, e, "fchmod %s", tmp_name);
+                bm_err_sys(err, e, "chmod 0600 %s", tmp_name);
+                tmp_name[0] = '\0';
+                return -1;
             }
             return fd;
         }
-        if (errno != EEXIST)
-            return bm_err_sys(err, errno, "creating %s in the crash dump directory", tmp_name);
+        if (errno != EEXIST) {
+            int e = errno;
+            const char *why = e == EROFS ? " (read-only filesystem)"
+                              : e == EACCES || e == EPERM ? " (no permission to create files there)"
+                              : e == ENOSPC || e == EDQUOT ? " (no space or inodes left)"
+                              : "";
+            bm_err_sys(err, e, "cannot create %s%s", tmp_name, why);
+            tmp_name[0] = '\0';
+            return -1;
+        }
     }
+    tmp_name[0] = '\0';
     return bm_err_set(err, "cannot find a free temporary name for %s", final_name);
+}
+
+int dump_commit(int dirfd, const char *bin_tmp, const char *meta_tmp, struct bm_err *err)
+{
+    /* Final names always belong together, and the metadata file is the mark
+     * of a complete dump: the old metadata goes first (made durable before
+     * the image is replaced), the new image takes its name, the new metadata
+     * comes last. Each rename is atomic. */
+    if (unlinkat(dirfd, DUMP_META_NAME, 0) < 0 && errno != ENOENT)
+        return bm_err_sys(err, errno, "removing the previous " DUMP_META_NAME);
+    if (fsync(dirfd) < 0)
+        return bm_err_sys(err, errno, "fsync of the crash dump directory");
+    if (renameat(dirfd, bin_tmp, dirfd, DUMP_BIN_NAME) < 0)
+        return bm_err_sys(err, errno, "renaming the crash dump to " DUMP_BIN_NAME);
+    if (renameat(dirfd, meta_tmp, dirfd, DUMP_META_NAME) < 0) {
+        int e = errno;
+        unlinkat(dirfd, DUMP_BIN_NAME, 0); /* new image without metadata: not a dump */
+        return bm_err_sys(err, e, "renaming the metadata to " DUMP_META_NAME);
+    }
+    if (fsync(dirfd) < 0) {
+        int e = errno;
+        unlinkat(dirfd, DUMP_META_NAME, 0);
+        unlinkat(dirfd, DUMP_BIN_NAME, 0);
+        return bm_err_sys(err, e, "fsync of the crash dump directory");
+    }
+    return 0;
 }

@@ -1,11 +1,16 @@
-/* dump_meta.c - crashdump.metadata: DRAKVUF's fields with DRAKVUF's names
- * and formats (lowercase hex without 0x), then ours. */
+/* dump_meta.c - crashdump.metadata: one JSON object on one line. First the
+ * fields of bsodmon-plugin.md with their names and formats (KernelBase,
+ * BugCheckCode, Param1-Param4, CR3, RSP: lowercase hex without 0x), then
+ * ours: BugCheckName, VCPU, TimeStamp, PdbGuid, DumpFormat ("raw"),
+ * DumpSize, RamRanges (["0x<start>", "0x<end inclusive>"] pairs), Sha256
+ * and Complete. */
 #include "dump/dump.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -45,24 +50,33 @@ int dump_meta_write(int fd, const struct dump_meta *m, const struct dump_source 
     }
     json_object_object_add(o, "RamRanges", ranges);
     json_object_object_add(o, "Sha256", json_object_new_string(res->sha256));
-    json_object_object_add(o, "Complete", json_object_new_boolean(1));
+    uint64_t ram = 0;
+    for (size_t i = 0; i < src->nranges; i++)
+        ram += src->ranges[i].end - src->ranges[i].start + 1;
+    /* Every RAM byte went to the image (always so for a committed dump). */
+    json_object_object_add(o, "Complete", json_object_new_boolean(res->ram_bytes == ram));
     /* One line, as DRAKVUF writes it (json-c's default, spaced). */
-    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED |
-                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
-    size_t len = strlen(text);
+    const char *json = o != NULL ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED |
+                                                                   JSON_C_TO_STRING_NOSLASHESCAPE)
+                                 : NULL;
+    char *text = json != NULL ? malloc(strlen(json) + 2) : NULL;
+    if (text == NULL) {
+        json_object_put(o);
+        return bm_err_set(err, "out of memory for " DUMP_META_NAME);
+    }
+    size_t len = (size_t)sprintf(text, "%s\n", json);
+    json_object_put(o);
     int rc = 0;
     for (size_t done = 0; done < len;) {
         ssize_t n = write(fd, text + done, len - done);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            rc = bm_err_sys(err, errno, "writing crashdump.metadata");
+        if (n <= 0) {
+            rc = bm_err_sys(err, n < 0 ? errno : EIO, "writing " DUMP_META_NAME);
             break;
         }
         done += (size_t)n;
     }
-    if (rc == 0 && write(fd, "\n", 1) != 1)
-        rc = bm_err_sys(err, errno, "writing crashdump.metadata");
-    json_object_put(o);
+    free(text);
     return rc;
 }

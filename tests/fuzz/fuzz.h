@@ -10,6 +10,7 @@
  *                      wait of the client ends at EOF, never at a timeout)
  *                      and drains whatever the client sends.
  *   fuzz_err_ok()      a failed call must leave one printable message.
+ *   fuzz_note()        with BSODMON_FUZZ_VERBOSE set, print each step.
  *
  * Header-only (static functions) so each harness stays one .c file.
  */
@@ -64,6 +65,18 @@ static inline bool fuzz_err_ok(const struct bm_err *err)
     if (n == 0 || n == sizeof err->msg)
         return false;
     return memchr(err->msg, '\n', n) == NULL;
+}
+
+/* With BSODMON_FUZZ_VERBOSE set, print what a step did: replaying one seed
+ * (harness FILE) then shows how far a recorded conversation gets. */
+static inline void fuzz_note(const char *step, int rc, const struct bm_err *err)
+{
+    static int verbose = -1;
+    if (verbose < 0)
+        verbose = getenv("BSODMON_FUZZ_VERBOSE") != NULL;
+    if (verbose)
+        fprintf(stderr, "fuzz: %-14s %d%s%s\n", step, rc, err->set ? "  " : "",
+                err->set ? err->msg : "");
 }
 
 /* --- fuzzer bytes as memory ---------------------------------------------- */

@@ -19,7 +19,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct callscan_result r;
     struct bm_err err = BM_ERR_INIT;
-    if (callscan_find_bugcheck2(code, len, va, &r, &err) == 0) {
+    int rc = callscan_find_bugcheck2(code, len, va, &r, &err);
+    fuzz_note("callscan", rc, &err);
+    if (rc == 0) {
         FUZZ_CHECK(!err.set);
         FUZZ_CHECK(r.ncalls >= 1 && r.ncalls <= CALLSCAN_MAX_BYTES);
         FUZZ_CHECK(r.target_calls >= 1 && r.target_calls <= r.ncalls);

@@ -22,7 +22,9 @@ static void check_va(const struct paging *pg, struct fuzz_mem *phys,
     struct paging_xlat x;
     struct bm_err err = BM_ERR_INIT;
     uint64_t reads = phys->reads;
-    if (paging_translate(pg, va, &x, &err) < 0) {
+    int rc = paging_translate(pg, va, &x, &err);
+    fuzz_note("translate", rc, &err);
+    if (rc < 0) {
         FUZZ_CHECK(fuzz_err_ok(&err));
         FUZZ_CHECK(phys->reads - reads <= 5);
         return;
@@ -41,7 +43,9 @@ static void check_va(const struct paging *pg, struct fuzz_mem *phys,
     if (len > sizeof buf)
         len = sizeof buf;
     struct bm_err e2 = BM_ERR_INIT;
-    if (paging_read_virt(pg, va, buf, len, &e2) == 0) {
+    rc = paging_read_virt(pg, va, buf, len, &e2);
+    fuzz_note("read_virt", rc, &e2);
+    if (rc == 0) {
         if (len > 0) {
             uint8_t b;
             struct bm_err e3 = BM_ERR_INIT;

@@ -25,7 +25,9 @@ static void check_exports(const struct pe_image *img, struct fuzz_mem *mem)
 {
     struct pe_exports ex;
     struct bm_err err = BM_ERR_INIT;
-    if (pe_exports_open(img, &ex, &err) < 0) {
+    int rc = pe_exports_open(img, &ex, &err);
+    fuzz_note("exports_open", rc, &err);
+    if (rc < 0) {
         FUZZ_CHECK(fuzz_err_ok(&err));
         return;
     }
@@ -40,7 +42,9 @@ static void check_exports(const struct pe_image *img, struct fuzz_mem *mem)
         struct pe_export x;
         struct bm_err e2 = BM_ERR_INIT;
         uint64_t reads = mem->reads;
-        if (pe_export_find(img, &ex, names[i], &x, &e2) == 0) {
+        int rc2 = pe_export_find(img, &ex, names[i], &x, &e2);
+        fuzz_note(names[i], rc2, &e2);
+        if (rc2 == 0) {
             FUZZ_CHECK(x.rva != 0 && x.rva < img->size_of_image);
             FUZZ_CHECK(x.forwarder == (x.rva >= ex.dir_rva &&
                                        x.rva - ex.dir_rva < ex.dir_size));
@@ -72,7 +76,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                             .holes = fuzz_le32(data) };
     struct pe_image img;
     struct bm_err err = BM_ERR_INIT;
-    if (pe_open(&img, fuzz_mem_read, &mem, BASE, &err) < 0) {
+    int rc = pe_open(&img, fuzz_mem_read, &mem, BASE, &err);
+    fuzz_note("pe_open", rc, &err);
+    if (rc < 0) {
         FUZZ_CHECK(fuzz_err_ok(&err));
         return 0;
     }
@@ -97,7 +103,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct pe_rsds rsds;
     struct bm_err e2 = BM_ERR_INIT;
-    if (pe_read_rsds(&img, &rsds, &e2) == 0) {
+    rc = pe_read_rsds(&img, &rsds, &e2);
+    fuzz_note("read_rsds", rc, &e2);
+    if (rc == 0) {
         FUZZ_CHECK(is_upper_hex(rsds.guid, 32));
         size_t n = strnlen(rsds.pdb_name, sizeof rsds.pdb_name);
         FUZZ_CHECK(n > 0 && n <= PE_MAX_PDB_NAME);

@@ -109,7 +109,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(c != NULL);
 
     struct bm_err herr = BM_ERR_INIT;
-    if (rsp_handshake(c, &herr) == 0) {
+    int hrc = rsp_handshake(c, &herr);
+    fuzz_note("handshake", hrc, &herr);
+    if (hrc == 0) {
         FUZZ_CHECK(rsp_vcpu_count(c) >= 1);
         FUZZ_CHECK(!rsp_running(c));
     } else {
@@ -118,7 +120,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_state(c);
     for (size_t i = 0; i < nops; i++) {
         struct bm_err oerr = BM_ERR_INIT;
-        if (run_op(c, (enum op)(ops[i] % OP_COUNT), &oerr) < 0)
+        int rc = run_op(c, (enum op)(ops[i] % OP_COUNT), &oerr);
+        char step[16];
+        snprintf(step, sizeof step, "op %u", ops[i] % OP_COUNT);
+        fuzz_note(step, rc, &oerr);
+        if (rc < 0)
             FUZZ_CHECK(fuzz_err_ok(&oerr));
         check_state(c);
     }

@@ -24,7 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct winkernel k;
     struct bm_err err = BM_ERR_INIT;
-    if (winkernel_find(fuzz_mem_read, &mem, ptr, max_scan, &k, &err) < 0) {
+    int rc = winkernel_find(fuzz_mem_read, &mem, ptr, max_scan, &k, &err);
+    fuzz_note("find", rc, &err);
+    if (rc < 0) {
         FUZZ_CHECK(fuzz_err_ok(&err));
         FUZZ_CHECK(k.pages_scanned <= max_scan / 0x1000);
         return 0;
@@ -41,7 +43,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct winkernel_bugcheck bc;
     struct bm_err e2 = BM_ERR_INIT;
-    if (winkernel_find_bugcheck2(&k, &bc, &e2) == 0) {
+    rc = winkernel_find_bugcheck2(&k, &bc, &e2);
+    fuzz_note("find_bugcheck2", rc, &e2);
+    if (rc == 0) {
         FUZZ_CHECK(bc.kebugcheckex - k.base < k.size);
         FUZZ_CHECK(bc.kebugcheck2 - k.base < k.size);
         const struct pe_section *s =
