@@ -29,7 +29,7 @@ const char *bm_excerpt(const char *p, size_t len, char *out, size_t max)
         unsigned char c = (unsigned char)p[i];
         out[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '.';
     }
-    if (len > n && n + 4 >= max) {
+    if (len > n && max >= 4) {          /* room for "..." and the NUL */
         memcpy(out + n, "...", 3);
         n += 3;
     }
