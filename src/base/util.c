@@ -24,7 +24,7 @@ const char *bm_excerpt(const char *p, size_t len, char *out, size_t max)
 {
     size_t n = 0;
     if (max == 0)
-        return out;
+        return "";                      /* no room even for the NUL */
     for (size_t i = 0; i < len && n + 4 < max; i++) {
         unsigned char c = (unsigned char)p[i];
         out[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '.';

@@ -16,7 +16,8 @@ int64_t bm_now_ms(void);
 int bm_ms_left(int64_t deadline);
 
 /* Up to max-1 bytes of `p` with every non-printable byte as '.', and "..."
- * when cut: safe to quote guest or socket bytes in a one-line message. */
+ * when cut (if max >= 4): safe to quote guest or socket bytes in a one-line
+ * message. Never writes out[max] or beyond; max 0 returns "". */
 const char *bm_excerpt(const char *p, size_t len, char *out, size_t max);
 
 /* Value of a hex digit, or -1. */

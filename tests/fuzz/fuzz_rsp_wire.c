@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_snippet(const char *p, size_t len)
 {
-    static const size_t maxes[] = { 5, 6, 16, 48 };
+    static const size_t maxes[] = { 1, 2, 3, 4, 5, 6, 16, 48 };
     for (size_t i = 0; i < sizeof maxes / sizeof maxes[0]; i++) {
         char out[64];
         memset(out, 'Z', sizeof out);
