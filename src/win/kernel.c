@@ -52,6 +52,45 @@ static bool looks_like_kernel(const struct pe_image *img, char *name, size_t len
     return pe_export_find(img, &ex, "KeBugCheckEx", &x, &ignored) == 0 && !x.forwarder;
 }
 
+/* Is there an ntoskrnl image at page `va` that contains `ptr`? 1 yes (out
+ * filled), 0 no (`last` may say why, for the failure message). */
+static int try_base(pe_read_fn read, void *ctx, uint64_t ptr, uint64_t va,
+                    struct winkernel *out, char *last, size_t last_len)
+{
+    uint8_t mz[2];
+    struct bm_err rerr = BM_ERR_INIT;
+    out->pages_scanned++;
+    if (read(ctx, va, mz, sizeof mz, &rerr) < 0) {
+        out->pages_unreadable++;
+        return 0;
+    }
+    if (mz[0] != 'M' || mz[1] != 'Z')
+        return 0;
+    struct pe_image img;
+    if (pe_open(&img, read, ctx, va, &rerr) < 0)
+        return 0;                       /* "MZ" by chance, or damaged */
+    if (ptr - va >= img.size_of_image) {
+        snprintf(last, last_len, "; the image at 0x%" PRIx64 " (0x%" PRIx32
+                 " bytes) ends below it", va, img.size_of_image);
+        return 0;
+    }
+    char name[PE_MAX_NAME_LEN + 1] = "";
+    if (!looks_like_kernel(&img, name, sizeof name)) {
+        snprintf(last, last_len, "; it lies in the image at 0x%" PRIx64
+                 " (%s), which is not ntoskrnl", va, name[0] ? name : "unnamed");
+        return 0;
+    }
+    out->base = va;
+    out->size = img.size_of_image;
+    out->img = img;
+    snprintf(out->name, sizeof out->name, "%s", name);
+    struct bm_err rsds_err = BM_ERR_INIT;
+    out->has_rsds = pe_read_rsds(&img, &out->rsds, &rsds_err) == 0;
+    if (!out->has_rsds)
+        snprintf(out->rsds_error, sizeof out->rsds_error, "%s", bm_err_msg(&rsds_err));
+    return 1;
+}
+
 int winkernel_find(pe_read_fn read, void *ctx, uint64_t ptr, uint64_t max_scan,
                    struct winkernel *out, struct bm_err *err)
 {
@@ -59,44 +98,31 @@ int winkernel_find(pe_read_fn read, void *ctx, uint64_t ptr, uint64_t max_scan,
     if (max_scan == 0)
         max_scan = WINKERNEL_SCAN_MAX;
     uint64_t page = ptr & ~(uint64_t)(PAGE - 1);
+    /* The pages page, page - PAGE, ... down to `floor`: max_scan bytes'
+     * worth, never below 0. */
+    uint64_t n = (max_scan + PAGE - 1) / PAGE;
+    if (n > page / PAGE + 1)
+        n = page / PAGE + 1;
+    uint64_t floor = page - (n - 1) * PAGE;
     /* What the last plausible candidate was, for the failure message. */
     char last[160] = "";
 
-    for (uint64_t off = 0; off < max_scan && off <= page; off += PAGE) {
-        uint64_t va = page - off;
-        uint8_t mz[2];
-        struct bm_err rerr = BM_ERR_INIT;
-        out->pages_scanned++;
-        if (read(ctx, va, mz, sizeof mz, &rerr) < 0) {
-            out->pages_unreadable++;
-            continue;
-        }
-        if (mz[0] != 'M' || mz[1] != 'Z')
-            continue;
-        struct pe_image img;
-        if (pe_open(&img, read, ctx, va, &rerr) < 0)
-            continue;                   /* "MZ" by chance, or damaged */
-        if (ptr - va >= img.size_of_image) {
-            snprintf(last, sizeof last, "; the image at 0x%" PRIx64 " (0x%" PRIx32
-                     " bytes) ends below it", va, img.size_of_image);
-            continue;
-        }
-        char name[PE_MAX_NAME_LEN + 1] = "";
-        if (!looks_like_kernel(&img, name, sizeof name)) {
-            snprintf(last, sizeof last, "; it lies in the image at 0x%" PRIx64
-                     " (%s), which is not ntoskrnl", va, name[0] ? name : "unnamed");
-            continue;
-        }
-        out->base = va;
-        out->size = img.size_of_image;
-        out->img = img;
-        snprintf(out->name, sizeof out->name, "%s", name);
-        struct bm_err rsds_err = BM_ERR_INIT;
-        out->has_rsds = pe_read_rsds(&img, &out->rsds, &rsds_err) == 0;
-        if (!out->has_rsds)
-            snprintf(out->rsds_error, sizeof out->rsds_error, "%s",
-                     bm_err_msg(&rsds_err));
-        return 0;
+    /* First the 2 MiB boundaries: x64 Windows maps ntoskrnl with large
+     * pages at a 2 MiB-aligned base, so a handful of reads usually finds it
+     * instead of thousands. Then every other page, for a build that does
+     * not align it. Each page is read once in all. */
+    const uint64_t large = WINKERNEL_LARGE_PAGE;
+    for (uint64_t va = page & ~(large - 1); va >= floor; va -= large) {
+        if (try_base(read, ctx, ptr, va, out, last, sizeof last))
+            return 0;
+        if (va < large)
+            break;
+    }
+    for (uint64_t va = page; va >= floor; va -= PAGE) {
+        if ((va & (large - 1)) != 0 && try_base(read, ctx, ptr, va, out, last, sizeof last))
+            return 0;
+        if (va < PAGE)
+            break;
     }
     return bm_err_set(err, "no ntoskrnl image containing 0x%016" PRIx64 " found in "
                       "the %" PRIu64 " KiB below it (%u pages unreadable)%s",

@@ -20,6 +20,7 @@
 /* Default scan bound. ntoskrnl images are 8-16 MiB and a handler sits at
  * most that far above the base. */
 #define WINKERNEL_SCAN_MAX (32u << 20)
+#define WINKERNEL_LARGE_PAGE (UINT64_C(2) << 20)
 
 struct winkernel {
     uint64_t base;                      /* VA of the MZ header */
@@ -34,7 +35,8 @@ struct winkernel {
 };
 
 /* Scan down from the page holding `ptr` at most `max_scan` bytes (0 =
- * WINKERNEL_SCAN_MAX), skipping unreadable pages, for a page-aligned
+ * WINKERNEL_SCAN_MAX; 2 MiB boundaries first, then the other pages; each
+ * page read once), skipping unreadable pages, for a page-aligned
  * PE32+ image whose SizeOfImage covers `ptr` and whose export directory is
  * named like ntoskrnl (ntoskrnl.exe, ntkrnlmp.exe, ...) or which exports
  * KeBugCheckEx. A missing or damaged RSDS record does not fail the search

@@ -70,8 +70,9 @@ static void test_find_kernel(void **state)
     assert_string_equal(k.rsds.guid, PB_GUID);
     assert_int_equal(k.rsds.age, 1);
     assert_string_equal(k.rsds.pdb_name, "ntkrnlmp.pdb");
-    assert_int_equal(k.pages_scanned, 10);
-    assert_int_equal(k.pages_unreadable, 4);   /* 0x4000, 0x5000, 0x7000, 0x8000 */
+    /* The 2 MiB boundary below the pointer is tried first: one read. */
+    assert_int_equal(k.pages_scanned, 1);
+    assert_int_equal(k.pages_unreadable, 0);
 
     struct winkernel_bugcheck b;
     if (winkernel_find_bugcheck2(&k, &b, &e) != 0)
@@ -79,6 +80,37 @@ static void test_find_kernel(void **state)
     assert_int_equal(b.kebugcheckex, KBASE + 0x1100);
     assert_int_equal(b.kebugcheck2, KBASE + 0x1800);
     assert_int_equal(b.scan.ncalls, 2);
+}
+
+/* The same kernel at a base that is not 2 MiB aligned: the boundary below
+ * (unmapped) is tried first, then every page down from the pointer's,
+ * skipping holes and the decoy, each page read once. */
+static void test_unaligned_kernel(void **state)
+{
+    (void)state;
+    const uint64_t base = KBASE + 0x3000;
+    fakevm_free(&vm);
+    fakevm_init(&vm);
+    fakevm_map(&vm, base, img, PB_SIZE);
+    uint8_t decoy[4096] = { 'M', 'Z', 0xff, 0xff };
+    fakevm_map(&vm, base + 0x6000, decoy, sizeof decoy);
+    uint8_t code[4096] = { 0 };
+    fakevm_map(&vm, base + 0x9000, code, sizeof code);
+    struct winkernel k;
+    struct bm_err e = BM_ERR_INIT;
+    if (winkernel_find(fakevm_read, &vm, base + 0x9123, 0, &k, &e) != 0)
+        fail_msg("%s", bm_err_msg(&e));
+    assert_int_equal(k.base, base);
+    assert_int_equal(k.size, KSIZE);
+    /* The 16 boundaries of the 32 MiB below (none mapped), then the 10
+     * pages from the pointer's down to the base, of which 0x8000, 0x7000,
+     * 0x5000 and 0x4000 are holes. */
+    assert_int_equal(k.pages_scanned, 16 + 10);
+    assert_int_equal(k.pages_unreadable, 16 + 4);
+    /* A scan too short to reach the base: every page once, then the error. */
+    bm_err_clear(&e);
+    assert_int_equal(winkernel_find(fakevm_read, &vm, base + 0x9123, 0x9000, &k, &e), -1);
+    assert_int_equal(k.pages_scanned, 9);
 }
 
 static void test_pointer_at_base_page(void **state)
@@ -206,7 +238,7 @@ static void test_bugcheckex_before_hole(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_find_kernel), T(test_pointer_at_base_page), T(test_found_by_export),
+        T(test_find_kernel), T(test_unaligned_kernel), T(test_pointer_at_base_page), T(test_found_by_export),
         T(test_pointer_in_driver), T(test_pointer_past_image), T(test_scan_bound),
         T(test_kernel_without_rsds), T(test_bugcheck2_outside_code),
         T(test_bugcheckex_before_hole),
