@@ -44,6 +44,10 @@ struct qemu_be {
     bool running;
     int stop_vcpu;              /* vCPU of the last breakpoint stop, or -1 */
     uint64_t stop_addr;
+    /* Registers of vCPU regs_vcpu (-1: none) read at the last stop; valid
+     * until the vCPUs run again. Saves the event a round trip to the stub. */
+    int regs_vcpu;
+    struct rsp_regs regs;
     uint64_t bps[MAX_BPS];
     size_t nbps;
     bool detached;
@@ -52,9 +56,8 @@ struct qemu_be {
 static struct qmp_conn *qmp_get(struct qemu_be *q, struct bm_err *err)
 {
     if (q->qmp == NULL) {
+        /* qmp_connect's messages name the socket. */
         q->qmp = qmp_connect(q->qmp_path, QMP_TIMEOUT_MS, err);
-        if (q->qmp == NULL)
-            bm_err_prefix(err, "QMP socket %s", q->qmp_path);
     }
     return q->qmp;
 }
@@ -88,7 +91,9 @@ static int be_get_regs(void *be, unsigned vcpu, struct vmi_regs *r, struct bm_er
     if (vcpu >= q->nvcpu)
         return bm_err_set(err, "no vCPU %u (the guest has %u)", vcpu, q->nvcpu);
     struct rsp_regs g;
-    if (rsp_read_regs(q->rsp, (int)vcpu, &g, err) < 0)
+    if (q->regs_vcpu == (int)vcpu && !q->running)
+        g = q->regs;
+    else if (rsp_read_regs(q->rsp, (int)vcpu, &g, err) < 0)
         return -1;
     *r = (struct vmi_regs){
         .rax = g.rax, .rbx = g.rbx, .rcx = g.rcx, .rdx = g.rdx, .rsi = g.rsi, .rdi = g.rdi,
@@ -176,6 +181,7 @@ static int be_pause(void *be, struct bm_err *err)
         return r < 0 ? -1 : bm_err_set(err, "the guest did not stop within %d ms", STUB_TIMEOUT_MS);
     q->running = false;
     q->stop_vcpu = -1;
+    q->regs_vcpu = -1;
     return 0;
 }
 
@@ -188,6 +194,7 @@ static int be_resume(void *be, struct bm_err *err)
         return bm_err_set(err, "not attached to the guest any more");
     if (q->running)
         return 0;
+    q->regs_vcpu = -1;
     if (q->stop_vcpu >= 0) {
         struct rsp_stop st;
         if (rsp_bp_remove(q->rsp, q->stop_addr, bp_kind(q), err) < 0 ||
@@ -262,10 +269,13 @@ static int be_poll_event(void *be, struct vmi_event *ev, struct bm_err *err)
         return 1;
     }
     *ev = (struct vmi_event){ VMI_EVENT_STOPPED, st.vcpu, 0 };
+    q->regs_vcpu = -1;
     if (st.vcpu >= 0) {
-        uint64_t rip;
-        if (rsp_read_reg(q->rsp, st.vcpu, RSP_REG_RIP, &rip, err) < 0)
+        /* All registers at once ('g'): the event reads them next. */
+        if (rsp_read_regs(q->rsp, st.vcpu, &q->regs, err) < 0)
             return -1;
+        q->regs_vcpu = st.vcpu;
+        uint64_t rip = q->regs.rip;
         for (size_t i = 0; i < q->nbps; i++)
             if (q->bps[i] == rip) {
                 ev->kind = VMI_EVENT_BREAKPOINT;
@@ -387,6 +397,7 @@ int vmi_qemu_open(struct vmi *v, const struct vmi_qemu_opts *opts, struct bm_err
     if (q == NULL)
         return bm_err_set(err, "out of memory");
     q->stop_vcpu = -1;
+    q->regs_vcpu = -1;
     q->guardian.fd = -1;
     q->ram.shm_fd = -1;
     q->sw_bp = opts->software_breakpoints;
