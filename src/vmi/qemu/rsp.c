@@ -221,8 +221,8 @@ static int check_vcpu(const struct rsp_conn *c, int vcpu, struct bm_err *err)
     return 0;
 }
 
-/* QEMU moves the 'g' thread to the stopping vCPU on every stop, so the
- * cache is dropped whenever the vCPUs ran. */
+/* The 'g' thread is cached: the stop reply sets it (handle_stop), and it
+ * is forgotten whenever the vCPUs run. */
 static int select_vcpu(struct rsp_conn *c, int vcpu, struct bm_err *err)
 {
     if (usable(c, true, err) < 0 || check_vcpu(c, vcpu, err) < 0)
@@ -338,7 +338,10 @@ static int handle_stop(struct rsp_conn *c, struct rsp_stop *stop,
         return bm_err_set(err, "stop reply names unknown vCPU %d", s.vcpu);
     }
     c->running = false;
-    c->g_tid = 0;
+    /* QEMU makes the stopping vCPU the 'g' thread before it sends the
+     * stop reply (gdb_set_stop_cpu), so no Hg is needed to read it. The
+     * handshake's '?' names the 'c' thread instead: unknown there. */
+    c->g_tid = c->handshaken && s.vcpu >= 0 ? s.vcpu + 1 : 0;
     c->last = s;
     if (stop != NULL)
         *stop = s;
