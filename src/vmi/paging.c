@@ -114,8 +114,32 @@ static int walk_fail(const struct paging *pg, uint64_t va, int level,
                       paging_mode_name(pg->mode));
 }
 
-int paging_translate(const struct paging *pg, uint64_t va,
-                     struct paging_xlat *out, struct bm_err *err)
+static bool tlb_lookup(const struct paging *pg, uint64_t va, struct paging_xlat *out)
+{
+    for (unsigned i = 0; i < pg->tlb_used; i++) {
+        const struct paging_tlb_entry *t = &pg->tlb[i];
+        if ((va & ~(t->x.page_size - 1)) == t->va_base) {
+            *out = t->x;
+            out->pa = t->x.pa | (va & (t->x.page_size - 1));
+            return true;
+        }
+    }
+    return false;
+}
+
+static void tlb_fill(struct paging *pg, uint64_t va, const struct paging_xlat *x)
+{
+    struct paging_tlb_entry *t = &pg->tlb[pg->tlb_next];
+    t->x = *x;
+    t->x.pa &= ~(x->page_size - 1);
+    t->va_base = va & ~(x->page_size - 1);
+    pg->tlb_next = (pg->tlb_next + 1) % PAGING_TLB_SIZE;
+    if (pg->tlb_used < PAGING_TLB_SIZE)
+        pg->tlb_used++;
+}
+
+static int walk(const struct paging *pg, uint64_t va, struct paging_xlat *out,
+                struct bm_err *err)
 {
     memset(out, 0, sizeof *out);
     if (pg->mode == PAGING_NONE) {
@@ -185,7 +209,20 @@ int paging_translate(const struct paging *pg, uint64_t va,
     return bm_err_set(err, "translating 0x%016" PRIx64 ": walk did not end", va);
 }
 
-int paging_read_virt(const struct paging *pg, uint64_t va, void *buf,
+int paging_translate(struct paging *pg, uint64_t va, struct paging_xlat *out,
+                     struct bm_err *err)
+{
+    if (pg->mode != PAGING_NONE && paging_is_canonical(pg, va) &&
+        tlb_lookup(pg, va, out))
+        return 0;
+    if (walk(pg, va, out, err) < 0)
+        return -1;
+    if (pg->mode != PAGING_NONE)
+        tlb_fill(pg, va, out);
+    return 0;
+}
+
+int paging_read_virt(struct paging *pg, uint64_t va, void *buf,
                      size_t len, struct bm_err *err)
 {
     uint8_t *out = buf;

@@ -7,7 +7,9 @@
  *
  * Oracles: a translation keeps the offset inside its page, reports a
  * supported page size, never a physical address at or above MAXPHYADDR,
- * and agrees with what paging_read_virt returns byte for byte.
+ * and agrees with what paging_read_virt returns byte for byte; the
+ * walker's TLB never changes a result (a fresh walker agrees) and a
+ * repeated translation reads no memory.
  */
 #include "fuzz.h"
 #include "vmi/paging.h"
@@ -16,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define HDR (1 + 1 + 8 + 4 * 8 + 2)
 
-static void check_va(const struct paging *pg, struct fuzz_mem *phys,
+static void check_va(struct paging *pg, struct fuzz_mem *phys,
                      uint64_t va, size_t len)
 {
     struct paging_xlat x;
@@ -57,6 +59,12 @@ static void check_va(const struct paging *pg, struct fuzz_mem *phys,
     }
 }
 
+static bool same_xlat(const struct paging_xlat *a, const struct paging_xlat *b)
+{
+    return a->pa == b->pa && a->page_size == b->page_size &&
+           a->writable == b->writable && a->user == b->user && a->nx == b->nx;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < HDR)
@@ -79,6 +87,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(paging_is_canonical(&pg, va) ||
                    mode != PAGING_NONE);
         check_va(&pg, &phys, va, len);
+    }
+    /* The walker's TLB changes nothing but the number of reads: every
+     * address translates as a fresh walker translates it, and a second
+     * translation of an address that translated reads no memory. */
+    for (int i = 0; i < 4; i++) {
+        uint64_t va = fuzz_le64(data + 10 + 8 * i);
+        struct paging fresh;
+        FUZZ_CHECK(paging_init(&fresh, mode, cr3, maxphyaddr, fuzz_mem_read, &phys,
+                               &err) == 0);
+        struct paging_xlat a, a2, b;
+        struct bm_err ea = BM_ERR_INIT, eb = BM_ERR_INIT;
+        int ra = paging_translate(&pg, va, &a, &ea);
+        int rb = paging_translate(&fresh, va, &b, &eb);
+        FUZZ_CHECK(ra == rb);
+        if (ra < 0)
+            continue;
+        FUZZ_CHECK(same_xlat(&a, &b));
+        uint64_t reads = phys.reads;
+        FUZZ_CHECK(paging_translate(&pg, va ^ 0xfff, &a2, &ea) == 0);
+        FUZZ_CHECK(phys.reads == reads);
+        FUZZ_CHECK(a2.pa == (a.pa ^ 0xfff) && a2.page_size == a.page_size);
     }
     return 0;
 }

@@ -83,6 +83,15 @@ static struct paging setup4(void)
 
 static const uint64_t KVA = UINT64_C(0xfffff80012345000);
 
+/* A walker remembers translations: after changing the tables a test
+ * builds a fresh one, as the monitor does after every stop. */
+static void forget(struct paging *pg)
+{
+    struct bm_err e = BM_ERR_INIT;
+    assert_int_equal(paging_init(pg, pg->mode, pg->cr3, pg->maxphyaddr, pg->read_phys,
+                                 pg->ctx, &e), 0);
+}
+
 static void map_4k(uint64_t va, uint64_t pa, uint64_t flags)
 {
     set_entry(&mem, 0x1000, ix(va, 4), 0x2000 | P | RW);
@@ -153,6 +162,7 @@ static void test_2m_page(void **state)
     assert_int_equal(x.page_size, 0x200000);
     /* Reserved bits 13..20 of a 2 MiB PDE. */
     set_entry(&mem, 0x3000, ix(va, 2), 0x40000000 | P | PS | 0x2000);
+    forget(&pg);
     assert_int_equal(paging_translate(&pg, va, &x, &e), -1);
     assert_non_null(strstr(bm_err_msg(&e), "reserved"));
 }
@@ -172,6 +182,7 @@ static void test_1g_page(void **state)
     assert_true(x.user);
     /* Bits 13..29 reserved in a 1 GiB PDPTE. */
     set_entry(&mem, 0x2000, ix(va, 3), UINT64_C(0x1c0000000) | P | PS | 0x200000);
+    forget(&pg);
     assert_int_equal(paging_translate(&pg, va, &x, &e), -1);
     assert_non_null(strstr(bm_err_msg(&e), "PDPTE"));
 }
@@ -295,6 +306,7 @@ static void test_5level(void **state)
     pg.mode = PAGING_IA32E_5;
     bm_err_clear(&e);
     set_entry(&mem, 0x10000, ix(va, 5), 0x11000 | P | PS);
+    forget(&pg);
     assert_int_equal(paging_translate(&pg, va, &x, &e), -1);
     assert_non_null(strstr(bm_err_msg(&e), "PML5E"));
 }
@@ -357,6 +369,72 @@ static void test_read_wraps(void **state)
     assert_int_equal(paging_read_virt(&pg, 0x10, buf, 32, &e), 0);
 }
 
+/* The walker's TLB: a second access to a page (4 KiB or large) reads no
+ * page table; a failed walk is not remembered; the oldest of
+ * PAGING_TLB_SIZE pages is walked again; a fresh walker forgets all. */
+static void test_tlb(void **state)
+{
+    (void)state;
+    struct paging pg = setup4();
+    struct paging_xlat x;
+    struct bm_err e = BM_ERR_INIT;
+    for (unsigned i = 0; i <= PAGING_TLB_SIZE; i++)
+        map_4k(KVA + i * 0x1000, 0x10000 + i * 0x2000, P | RW | XD);
+    assert_int_equal(paging_translate(&pg, KVA + 8, &x, &e), 0);
+    assert_int_equal(mem.reads, 4);
+    assert_int_equal(paging_translate(&pg, KVA + 0xff8, &x, &e), 0);
+    assert_int_equal(mem.reads, 4);
+    assert_int_equal(x.pa, 0x10ff8);
+    assert_int_equal(x.page_size, 4096);
+    assert_true(x.writable && x.nx && !x.user);
+
+    /* Fill the other slots, then one more page evicts the first. */
+    for (unsigned i = 1; i < PAGING_TLB_SIZE; i++)
+        assert_int_equal(paging_translate(&pg, KVA + i * 0x1000, &x, &e), 0);
+    assert_int_equal(mem.reads, 4 * PAGING_TLB_SIZE);
+    for (unsigned i = 0; i < PAGING_TLB_SIZE; i++)
+        assert_int_equal(paging_translate(&pg, KVA + i * 0x1000 + 1, &x, &e), 0);
+    assert_int_equal(mem.reads, 4 * PAGING_TLB_SIZE);
+    assert_int_equal(paging_translate(&pg, KVA + PAGING_TLB_SIZE * 0x1000, &x, &e), 0);
+    assert_int_equal(mem.reads, 4 * (PAGING_TLB_SIZE + 1));
+    assert_int_equal(paging_translate(&pg, KVA, &x, &e), 0);
+    assert_int_equal(mem.reads, 4 * (PAGING_TLB_SIZE + 2));
+    assert_int_equal(x.pa, 0x10000);
+
+    /* A 2 MiB page: any address in it hits. */
+    uint64_t va = UINT64_C(0xfffff80000400000);
+    set_entry(&mem, 0x1000, ix(va, 4), 0x2000 | P | RW);
+    set_entry(&mem, 0x2000, ix(va, 3), 0x3000 | P | RW);
+    set_entry(&mem, 0x3000, ix(va, 2), 0x600000 | P | PS);
+    int before = mem.reads;
+    assert_int_equal(paging_translate(&pg, va + 0x1234, &x, &e), 0);
+    assert_int_equal(mem.reads, before + 3);
+    assert_int_equal(paging_translate(&pg, va + 0x1ffff1, &x, &e), 0);
+    assert_int_equal(mem.reads, before + 3);
+    assert_int_equal(x.pa, 0x7ffff1);
+    assert_int_equal(x.page_size, 0x200000);
+
+    /* Not present, then mapped: the failure was not remembered. */
+    uint64_t hole = KVA + 0x120000;   /* another PDE and PTE slot */
+    assert_int_equal(paging_translate(&pg, hole, &x, &e), -1);
+    bm_err_clear(&e);
+    map_4k(hole, 0x8000, P);
+    assert_int_equal(paging_translate(&pg, hole + 4, &x, &e), 0);
+    assert_int_equal(x.pa, 0x8004);
+
+    /* Remapped tables are seen only by a fresh walker. */
+    map_4k(hole, 0x9000, P);
+    assert_int_equal(paging_translate(&pg, hole, &x, &e), 0);
+    assert_int_equal(x.pa, 0x8000);
+    forget(&pg);
+    assert_int_equal(paging_translate(&pg, hole, &x, &e), 0);
+    assert_int_equal(x.pa, 0x9000);
+
+    /* A non-canonical address never hits, whatever the TLB holds. */
+    assert_int_equal(paging_translate(&pg, hole & ~(UINT64_C(1) << 63), &x, &e), -1);
+    assert_non_null(strstr(bm_err_msg(&e), "not canonical"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_read_across_pages),
         cmocka_unit_test(test_read_in_large_page),
         cmocka_unit_test(test_read_wraps),
+        cmocka_unit_test(test_tlb),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
