@@ -48,8 +48,8 @@ struct paging_xlat {
 
 /* A walker remembers its last PAGING_TLB_SIZE successful translations, as
  * a CPU's TLB does, so reading several fields of one structure walks its
- * page once (4-5 physical reads saved per hit: on the GDB stub path each
- * is a round trip). A walker therefore belongs to one stop of the guest:
+ * page once (4-5 physical reads saved per hit; when memory is read
+ * through QEMU's debug server, each is a round trip). A walker therefore belongs to one stop of the guest:
  * build a new one (paging_init) whenever the vCPUs may have run. Failed
  * walks are not remembered. */
 #define PAGING_TLB_SIZE 8
