@@ -150,3 +150,24 @@ def check_event(fmt, line, t, with_profile, name, what):
             T.check(str(exp[k]) in line, f"{what}: {k}")
         T.check(t["ProcessName"] in line, f"{what}: ProcessName")
     return None
+
+
+def tcp_listeners(pids):
+    """TCP sockets in LISTEN state held by any of `pids`."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            pass
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.read().splitlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # 0A = LISTEN
+                    found.append(cols[1])
+    return found
