@@ -18,12 +18,17 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-        "Usage: bsodmon -d QMP_SOCKET [options]\n"
+        "Usage: bsodmon -d QMP_SOCKET|DOMAIN [options]\n"
         "Watches a Windows VM under QEMU/KVM from the host and reports every bug check\n"
         "(blue screen) the instant the guest enters KeBugCheck2.\n"
         "\n"
         "Required:\n"
-        "  -d PATH                    the VM's QMP unix socket\n"
+        "  -d QMP_SOCKET|DOMAIN       the VM: its QMP unix socket (plain QEMU, Proxmox's\n"
+        "                             /var/run/qemu-server/VMID.qmp), or the name or UUID\n"
+        "                             of a libvirt domain (anything that is not a socket)\n"
+        "  -c, --connect URI          libvirt connection for a DOMAIN (default:\n"
+        "                             $LIBVIRT_DEFAULT_URI, else qemu:///system); libvirt\n"
+        "                             marks the domain 'tainted: custom-monitor'\n"
         "Symbols (optional; without them the process fields are unavailable):\n"
         "  -r FILE                    kernel profile: Volatility 3 ISF (.json, .json.xz,\n"
         "                             .json.gz) or Rekall JSON\n"
@@ -110,7 +115,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; plugin_registry[i] != NULL; i++)
         cfg.plugin_enabled[i] = true;
     bool any_a = false;
+    const char *target = NULL, *uri = NULL;
     static const struct option longopts[] = {
+        { "connect", required_argument, NULL, 'c' },
         { "symbols-dir", required_argument, NULL, OPT_SYMBOLS_DIR },
         { "wait-stop-plugins", required_argument, NULL, OPT_WAIT_STOP },
         { "info", no_argument, NULL, OPT_INFO },
@@ -126,14 +133,15 @@ int main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
 #ifdef ENABLE_PLUGIN_BSODMON
-    const char *shortopts = "d:r:o:t:a:x:pvhb";
+    const char *shortopts = "d:c:r:o:t:a:x:pvhb";
 #else
-    const char *shortopts = "d:r:o:t:a:x:pvh";
+    const char *shortopts = "d:c:r:o:t:a:x:pvh";
 #endif
     int c;
     while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
-        case 'd': cfg.qmp_path = optarg; break;
+        case 'd': target = optarg; break;
+        case 'c': uri = optarg; break;
         case 'r': cfg.profile = optarg; break;
         case OPT_SYMBOLS_DIR: cfg.symbols_dir = optarg; break;
         case 'o':
@@ -188,8 +196,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "bsodmon: unexpected argument '%s'\nTry 'bsodmon --help'.\n", argv[optind]);
         return MONITOR_EXIT_FAIL;
     }
-    if (cfg.qmp_path == NULL) {
-        fprintf(stderr, "bsodmon: -d QMP_SOCKET is required\nTry 'bsodmon --help'.\n");
+    if (target == NULL) {
+        fprintf(stderr, "bsodmon: -d QMP_SOCKET|DOMAIN is required\nTry 'bsodmon --help'.\n");
+        return MONITOR_EXIT_FAIL;
+    }
+    struct bm_err rerr = BM_ERR_INIT;
+    if (qemu_route_parse(&cfg.route, target, uri, &rerr) < 0) {
+        fprintf(stderr, "bsodmon: %s\n", bm_err_msg(&rerr));
         return MONITOR_EXIT_FAIL;
     }
     if (cfg.profile != NULL && cfg.symbols_dir != NULL) {

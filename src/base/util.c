@@ -2,10 +2,14 @@
 #include "base/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t bm_now_ms(void)
 {
@@ -71,4 +75,35 @@ int bm_send_all(int fd, const void *buf, size_t len, int64_t deadline, const cha
             return bm_err_set(err, "%s does not accept data (write timed out)", peer);
     }
     return 0;
+}
+
+int bm_proc_status_num(int pid, const char *field, long *out)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    size_t fl = strlen(field);
+    for (const char *p = buf; *p != '\0';) {
+        if (strncmp(p, field, fl) == 0 && p[fl] == ':') {
+            char *end;
+            errno = 0;
+            long v = strtol(p + fl + 1, &end, 10);
+            if (errno != 0 || end == p + fl + 1 || v < 0)
+                return -1;
+            *out = v;
+            return 0;
+        }
+        const char *nl = strchr(p, '\n');
+        if (nl == NULL)
+            break;
+        p = nl + 1;
+    }
+    return -1;
 }

@@ -28,4 +28,8 @@ int bm_hexdigit(int c);
 int bm_send_all(int fd, const void *buf, size_t len, int64_t deadline, const char *peer,
                 struct bm_err *err);
 
+/* The first number of a "Field:" line of /proc/PID/status (for Uid and
+ * Gid: the real id). 0, or -1 when the process or the field is not there. */
+int bm_proc_status_num(int pid, const char *field, long *out);
+
 #endif

@@ -124,17 +124,28 @@ static uint64_t host_next_uid(struct plugin_host *host)
 static int attach(struct monitor *m, struct bm_err *err)
 {
     const struct monitor_config *cfg = m->cfg;
-    struct vmi_qemu_opts qo = { .qmp_path = cfg->qmp_path,
+    struct vmi_qemu_opts qo = { .route = &cfg->route,
                                 .software_breakpoints = cfg->software_breakpoints,
                                 .memory_access = cfg->memory_access };
     if (vmi_qemu_open(&m->vmi, &qo, err) < 0)
         return -1;
     m->attached = true;
+    struct vmi_qemu_desc d;
+    vmi_qemu_describe(&m->vmi, &d);
+    if (d.uri != NULL)
+        say(m, "libvirt %s, domain %s (%s), QEMU pid %d; GDB stub at %s (libvirt now marks the "
+               "domain 'tainted: custom-monitor': informational only)", d.uri, d.domain, d.uuid,
+            (int)d.pid, d.stub);
+    else
+        say(m, "QMP %s, QEMU pid %d; GDB stub at %s", d.socket, (int)d.pid, d.stub);
     const char *note = vmi_qemu_mem_note(&m->vmi);
     say(m, "guest RAM read through %s%s%s%s", vmi_mem_path_name(vmi_mem_path(&m->vmi)),
         note[0] ? " (" : "", note, note[0] ? ")" : "");
-    if (win_kernel_discover(&m->vmi, 0, &m->kernel, err) < 0 ||
-        win_kernel_symbols(&m->vmi, &m->kernel, cfg->profile, cfg->symbols_dir, err) < 0)
+    if (win_kernel_discover(&m->vmi, 0, &m->kernel, err) < 0)
+        return -1;
+    /* Let the VM's manager have the monitor while we load symbols and watch. */
+    vmi_qemu_release_monitor(&m->vmi);
+    if (win_kernel_symbols(&m->vmi, &m->kernel, cfg->profile, cfg->symbols_dir, err) < 0)
         return -1;
     say(m, "ntoskrnl at %#" PRIx64 ", %s %s", m->kernel.base, m->kernel.pdb_name,
         m->kernel.pdb_guid);
@@ -146,8 +157,6 @@ static int attach(struct monitor *m, struct bm_err *err)
                         "unavailable\n");
     say(m, "KeBugCheck2 at %#" PRIx64 " (from %s)", m->kernel.kebugcheck2,
         m->kernel.kebugcheck2_from);
-    /* Let the VM's manager have QMP while we watch. */
-    vmi_qemu_release_qmp(&m->vmi);
     return 0;
 }
 
@@ -195,6 +204,24 @@ static void print_info(struct monitor *m)
     json_object_object_add(o, "Ram", ram);
     json_object_object_add(o, "MemoryAccess",
                            json_object_new_string(vmi_mem_path_name(vmi_mem_path(&m->vmi))));
+    struct vmi_qemu_desc d;
+    vmi_qemu_describe(&m->vmi, &d);
+    json_object *route = json_object_new_object();
+    json_object_object_add(route, "Via", json_object_new_string(d.via));
+    if (d.socket != NULL)
+        json_object_object_add(route, "Socket", json_object_new_string(d.socket));
+    if (d.uri != NULL) {
+        json_object_object_add(route, "URI", json_object_new_string(d.uri));
+        json_object_object_add(route, "Domain", json_object_new_string(d.domain));
+        json_object_object_add(route, "UUID", json_object_new_string(d.uuid));
+    }
+    json_object_object_add(route, "QemuPid", json_object_new_int((int)d.pid));
+    json_object_object_add(route, "Stub", json_object_new_string(d.stub));
+    if (d.uri != NULL)
+        json_object_object_add(route, "Note", json_object_new_string(
+            "monitor commands pass through libvirt, which marks the domain 'tainted: "
+            "custom-monitor' (virsh dominfo); informational only, cleared when the domain stops"));
+    json_object_object_add(o, "Route", route);
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED |
                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
     fflush(stdout);

@@ -6,6 +6,7 @@
 
 #include "output/output.h"
 #include "plugins/plugin.h"
+#include "vmi/qemu/route.h"
 
 /* DRAKVUF's exit codes. */
 #define MONITOR_EXIT_SUCCESS 0
@@ -15,7 +16,7 @@
 #define MONITOR_EXIT_POWER_OFF 11
 
 struct monitor_config {
-    const char *qmp_path;        /* -d */
+    struct qemu_route route;     /* -d, -c */
     const char *profile;         /* -r */
     const char *symbols_dir;     /* --symbols-dir */
     enum output_format format;   /* -o */

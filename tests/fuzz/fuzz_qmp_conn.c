@@ -33,14 +33,14 @@ static int run_op(struct qmp_conn *c, enum op op, struct bm_err *err)
     switch (op) {
     case OP_STATUS: {
         struct qmp_status st;
-        r = qmp_query_status(c, &st, err);
+        r = qmp_query_status(qmp_chan(c), &st, err);
         if (r == 0)
             FUZZ_CHECK(name_ok(st.status, sizeof st.status));
         return r;
     }
     case OP_CPUS: {
         struct qmp_cpu cpus[8];
-        r = qmp_query_cpus(c, cpus, 8, &n, err);
+        r = qmp_query_cpus(qmp_chan(c), cpus, 8, &n, err);
         if (r == 0) {
             FUZZ_CHECK(n >= 1 && n <= 8);
             for (size_t i = 0; i < n; i++)
@@ -50,7 +50,7 @@ static int run_op(struct qmp_conn *c, enum op op, struct bm_err *err)
     }
     case OP_MEMDEVS: {
         static struct qmp_memdev devs[4];
-        r = qmp_query_memdevs(c, devs, 4, &n, err);
+        r = qmp_query_memdevs(qmp_chan(c), devs, 4, &n, err);
         if (r == 0) {
             FUZZ_CHECK(n <= 4);
             for (size_t i = 0; i < n; i++)
@@ -66,7 +66,7 @@ static int run_op(struct qmp_conn *c, enum op op, struct bm_err *err)
         uint64_t base;
         uint32_t limit;
         int vcpu = op == OP_IDT0 ? 0 : op == OP_IDT1 ? 1 : 7;
-        return qmp_idt(c, vcpu, &base, &limit, err);
+        return qmp_idt(qmp_chan(c), vcpu, &base, &limit, err);
     }
     case OP_NO_SUCH:
     case OP_STOP:
@@ -79,12 +79,12 @@ static int run_op(struct qmp_conn *c, enum op op, struct bm_err *err)
         return r;
     }
     case OP_GDB_START:
-        return qmp_gdbserver_start(c, "gdb.sock", err);
+        return qmp_gdbserver_start(qmp_chan(c), "gdb.sock", err);
     case OP_GDB_STOP:
-        return qmp_gdbserver_stop(c, err);
+        return qmp_gdbserver_stop(qmp_chan(c), err);
     case OP_RAM_LAYOUT: {
         struct qmp_ram_range ranges[8];
-        r = qmp_ram_layout(c, ranges, 8, &n, err);
+        r = qmp_ram_layout(qmp_chan(c), ranges, 8, &n, err);
         if (r == 0) {
             FUZZ_CHECK(n >= 1 && n <= 8);
             for (size_t i = 0; i < n; i++)
@@ -97,7 +97,7 @@ static int run_op(struct qmp_conn *c, enum op op, struct bm_err *err)
     case OP_GPA_10000000: {
         uint64_t hva;
         char block[QMP_NAME_MAX];
-        r = qmp_gpa2hva(c, op == OP_GPA_1000 ? 0x1000 : 0x10000000, &hva,
+        r = qmp_gpa2hva(qmp_chan(c), op == OP_GPA_1000 ? 0x1000 : 0x10000000, &hva,
                         block, err);
         if (r == 0)
             FUZZ_CHECK(name_ok(block, QMP_NAME_MAX));

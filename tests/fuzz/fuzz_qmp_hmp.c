@@ -1,5 +1,5 @@
 /* fuzz_qmp_hmp.c - parsers of HMP text that QEMU returns through QMP
- * (qmp_parse_mtree, qmp_parse_gpa2hva, qmp_parse_idt).
+ * (qmp_parse_mtree, qmp_parse_gpa2hva, qmp_parse_idt, qmp_parse_chardev_path).
  *
  * Input: 1 byte table capacity, then the text (cut at its first NUL, as it
  * arrives in a JSON string).
@@ -54,6 +54,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct bm_err e4 = BM_ERR_INIT;
     if (qmp_parse_idt(text, &base, &limit, &e4) != 0)
         FUZZ_CHECK(fuzz_err_ok(&e4));
+
+    /* libvirt's monitor path: an absolute path, no control byte, fits. */
+    char path[48];
+    struct bm_err e5 = BM_ERR_INIT;
+    if (qmp_parse_chardev_path(text, "charmonitor", path, 1 + data[0] % sizeof path, &e5) == 0) {
+        size_t pl = strnlen(path, sizeof path);
+        FUZZ_CHECK(pl > 0 && pl < 1 + data[0] % sizeof path && path[0] == '/');
+        for (size_t i = 0; i < pl; i++)
+            FUZZ_CHECK((unsigned char)path[i] >= 0x20 && path[i] != 0x7f && path[i] != ',');
+    } else {
+        FUZZ_CHECK(fuzz_err_ok(&e5));
+    }
     free(text);
     return 0;
 }

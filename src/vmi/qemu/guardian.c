@@ -7,7 +7,8 @@
  * and the guardian exits quietly. If bsodmon dies any other way (SIGKILL, out
  * of memory, a crash) the pipe reaches EOF with no 'D', and the guardian
  * reconnects to the stub (a new client's '?' clears every breakpoint),
- * detaches (which resumes the guest), closes the stub through QMP and removes
+ * detaches (which resumes the guest), closes the stub through the monitor
+ * (QMP, or libvirt: the route is plain data, opened anew here) and removes
  * the private socket directory.
  */
 #include "vmi/qemu/guardian.h"
@@ -22,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmi/qemu/chan.h"
 #include "vmi/qemu/qmp.h"
 #include "vmi/qemu/rsp.h"
 
@@ -59,62 +61,68 @@ static int clear_through(const char *stub_path, bool resume, int tries_ms, struc
     return rc;
 }
 
-int stub_reset(const char *qmp_path, const char *stub_path, bool resume, struct bm_err *err)
+/* The VM's manager may hold QMP for a moment, libvirtd may be restarting:
+ * retry a while. */
+static struct qemu_chan *monitor(const struct qemu_route *route, struct bm_err *err)
 {
-    /* The VM's manager may hold QMP for a moment: retry a while. */
-    struct qmp_conn *qmp = NULL;
-    for (int waited = 0; qmp == NULL; waited += 100) {
+    struct qemu_chan *ch = NULL;
+    for (int waited = 0; ch == NULL; waited += 100) {
         bm_err_clear(err);
-        qmp = qmp_connect(qmp_path, 2000, err);
-        if (qmp == NULL && waited >= GUARDIAN_RETRY_MS)
-            return -1;
-        if (qmp == NULL)
+        ch = qemu_route_open(route, 2000, err);
+        if (ch == NULL && waited >= GUARDIAN_RETRY_MS)
+            return NULL;
+        if (ch == NULL)
             sleep_ms(100);
     }
+    return ch;
+}
+
+int stub_reset(const struct qemu_route *route, const char *stub_path, bool resume,
+               struct bm_err *err)
+{
+    struct qemu_chan *ch = monitor(route, err);
+    if (ch == NULL)
+        return -1;
     struct bm_err ignored = BM_ERR_INIT;
-    qmp_gdbserver_stop(qmp, &ignored); /* whatever is left of the old one */
+    qmp_gdbserver_stop(ch, &ignored); /* whatever is left of the old one */
     unlink(stub_path);
     bm_err_clear(err);
-    int rc = qmp_gdbserver_start(qmp, stub_path, err);
+    int rc = qmp_gdbserver_start(ch, stub_path, err);
     if (rc == 0)
         rc = clear_through(stub_path, resume, 2000, err);
     bm_err_clear(&ignored);
-    qmp_gdbserver_stop(qmp, &ignored);
-    qmp_close(qmp);
+    qmp_gdbserver_stop(ch, &ignored);
+    chan_close(ch);
     unlink(stub_path);
     return rc;
 }
 
 /* Retry for a while: QEMU notices the dead client asynchronously. If the
  * stub is gone (someone closed it), open a new one through QMP. */
-static void clean_up(const char *qmp_path, const char *stub_path, const char *dir)
+static void clean_up(const struct qemu_route *route, const char *stub_path, const char *dir)
 {
     struct bm_err err = BM_ERR_INIT;
     if (clear_through(stub_path, true, GUARDIAN_RETRY_MS, &err) == 0) {
-        struct qmp_conn *qmp = NULL;
-        for (int waited = 0; waited < GUARDIAN_RETRY_MS && qmp == NULL; waited += 100) {
-            bm_err_clear(&err);
-            qmp = qmp_connect(qmp_path, 2000, &err);
-            if (qmp == NULL)
-                sleep_ms(100);
-        }
+        struct qemu_chan *ch = monitor(route, &err);
         bm_err_clear(&err);
-        if (qmp == NULL || qmp_gdbserver_stop(qmp, &err) < 0)
+        if (ch == NULL || qmp_gdbserver_stop(ch, &err) < 0)
             say("breakpoints cleared and guest resumed, but closing the GDB stub failed", &err);
         else
             say("bsodmon ended without detaching; breakpoints cleared, guest resumed", NULL);
-        qmp_close(qmp);
-    } else if (stub_reset(qmp_path, stub_path, true, &err) == 0) {
+        chan_close(ch);
+    } else if (stub_reset(route, stub_path, true, &err) == 0) {
         say("bsodmon ended without detaching; breakpoints cleared through a new stub, guest resumed",
             NULL);
     } else {
         say("could not clear bsodmon's breakpoints", &err);
     }
     unlink(stub_path);
-    rmdir(dir);
+    if (dir[0] != '\0')
+        rmdir(dir);
 }
 
-static void guardian_main(int rfd, const char *qmp_path, const char *stub_path, const char *dir)
+static void guardian_main(int rfd, const struct qemu_route *route, const char *stub_path,
+                          const char *dir)
 {
     /* Never hold the caller's pipes open (a reader waiting for EOF on
      * bsodmon's stdout would wait for us), and ignore terminal signals:
@@ -141,11 +149,11 @@ static void guardian_main(int rfd, const char *qmp_path, const char *stub_path, 
     while (n < 0 && errno == EINTR);
     if (n == 1 && c == 'D')
         _exit(0);
-    clean_up(qmp_path, stub_path, dir);
+    clean_up(route, stub_path, dir);
     _exit(0);
 }
 
-int guardian_start(struct guardian *g, const char *qmp_path, const char *stub_path,
+int guardian_start(struct guardian *g, const struct qemu_route *route, const char *stub_path,
                    const char *dir, struct bm_err *err)
 {
     int p[2];
@@ -160,7 +168,7 @@ int guardian_start(struct guardian *g, const char *qmp_path, const char *stub_pa
     }
     if (pid == 0) {
         close(p[1]);
-        guardian_main(p[0], qmp_path, stub_path, dir);
+        guardian_main(p[0], route, stub_path, dir);
     }
     close(p[0]);
     g->pid = pid;

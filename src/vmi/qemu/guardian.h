@@ -7,18 +7,23 @@
 #include <sys/types.h>
 
 #include "base/err.h"
+#include "vmi/qemu/route.h"
 
 struct guardian {
     pid_t pid;
     int fd; /* write end of its pipe; -1 once released */
 };
 
-int guardian_start(struct guardian *g, const char *qmp_path, const char *stub_path,
+/* `dir` (may be "") is bsodmon's private directory of the stub socket,
+ * removed at the end; "" when the socket lives in a directory that is not
+ * ours (libvirt's). */
+int guardian_start(struct guardian *g, const struct qemu_route *route, const char *stub_path,
                    const char *dir, struct bm_err *err);
 /* Clear every breakpoint QEMU holds for a stub that is gone or unusable:
- * open a new stub at stub_path through QMP, connect (its '?' clears them),
- * detach (resumes the guest) when `resume`, and close the stub again. */
-int stub_reset(const char *qmp_path, const char *stub_path, bool resume, struct bm_err *err);
+ * open a new stub at stub_path through the monitor, connect (its '?' clears
+ * them), detach (resumes the guest) when `resume`, and close the stub again. */
+int stub_reset(const struct qemu_route *route, const char *stub_path, bool resume,
+               struct bm_err *err);
 
 /* After a clean detach: tell the guardian to exit without touching anything. */
 void guardian_release(struct guardian *g);

@@ -1,11 +1,21 @@
 /* qemu.c - the QEMU backend of vmi.h.
  *
- * Attach: connect to the VM's QMP socket, learn its vCPUs and RAM layout,
- * have QEMU open its GDB stub on a unix socket inside a private 0700
- * directory (HMP gdbserver; never TCP), connect as its only client, start
- * the guardian, and pick the fastest way to read RAM. QMP is then let go so
- * the VM's manager can use it; it is reopened briefly when needed (IDT base,
- * closing the stub).
+ * Attach: open the VM's monitor (its QMP socket, or libvirt's pass-through:
+ * route.h), learn its vCPUs and RAM layout, have QEMU open its GDB stub on a
+ * unix socket (HMP gdbserver; never TCP) inside a private 0700 directory of
+ * ours, or for a libvirt domain directly inside the domain's own private
+ * directory (where QEMU's user may create sockets under DAC, AppArmor and
+ * SELinux alike), connect as its only client, start the guardian, and pick
+ * the fastest way to read RAM. The monitor is then let go so the VM's
+ * manager can use it; it is reopened briefly when needed (IDT base, the run
+ * state after an outside pause, closing the stub).
+ *
+ * Living beside a manager: when someone else pauses the VM (virsh suspend,
+ * libvirt's own memory dump) the stub sends an unsolicited stop reply; when
+ * they resume it the stub says nothing, and drops (and stops the VM on) the
+ * first byte it receives while the VM runs. So after an outside stop nothing
+ * is sent to the stub until the run state has been asked through the
+ * monitor, and the guest is never resumed by us for it.
  */
 #include "vmi/qemu/qemu.h"
 
@@ -21,21 +31,29 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/util.h"
 #include "vmi/qemu/guardian.h"
+#include "vmi/qemu/libvirt.h"
 #include "vmi/qemu/qmp.h"
 #include "vmi/qemu/ram.h"
+#include "vmi/qemu/route.h"
 #include "vmi/qemu/rsp.h"
 
-#define QMP_TIMEOUT_MS 5000
+/* How long a busy monitor (its manager between two commands) or a
+ * restarting libvirtd is waited for. */
+#define MONITOR_PATIENCE_MS 5000
+#define LIBVIRTD_PATIENCE_MS 15000
 #define STUB_TIMEOUT_MS 10000
 #define MAX_BPS 16
 #define STEP_TRIES 8       /* single steps to leave a breakpoint (step_over) */
 
 struct qemu_be {
-    char qmp_path[PATH_MAX];
-    char dir[PATH_MAX];
+    struct qemu_route route;
+    char dir[PATH_MAX];         /* our private directory, "" when the stub is in libvirt's */
     char stub_path[PATH_MAX];
-    struct qmp_conn *qmp;       /* NULL once released */
+    struct qemu_chan *chan;     /* the monitor; NULL once released */
+    char lv_name[LV_NAME_MAX];  /* libvirt only: for --info */
+    char lv_uri[LV_URI_MAX];
     struct rsp_conn *rsp;
     pid_t pid;
     unsigned nvcpu;
@@ -43,6 +61,9 @@ struct qemu_be {
     struct guardian guardian;
     bool sw_bp;
     bool running;
+    /* Someone else stopped the VM (an unsolicited stop reply): it may have
+     * been resumed since without the stub telling us. */
+    bool outside;
     int stop_vcpu;              /* vCPU of the last breakpoint stop, or -1 */
     uint64_t stop_addr;
     /* Registers of vCPU regs_vcpu (-1: none) read at the last stop; valid
@@ -54,20 +75,43 @@ struct qemu_be {
     bool detached;
 };
 
-static struct qmp_conn *qmp_get(struct qemu_be *q, struct bm_err *err)
+static struct qemu_chan *chan_get(struct qemu_be *q, struct bm_err *err)
 {
-    if (q->qmp == NULL) {
-        /* qmp_connect's messages name the socket. */
-        q->qmp = qmp_connect(q->qmp_path, QMP_TIMEOUT_MS, err);
-    }
-    return q->qmp;
+    if (q->chan == NULL)
+        q->chan = qemu_route_open(&q->route, q->route.via == QEMU_VIA_LIBVIRT
+                                                 ? LIBVIRTD_PATIENCE_MS : MONITOR_PATIENCE_MS, err);
+    return q->chan;
 }
 
-void vmi_qemu_release_qmp(struct vmi *v)
+static void chan_release(struct qemu_be *q)
 {
-    struct qemu_be *q = v->be;
-    qmp_close(q->qmp);
-    q->qmp = NULL;
+    chan_close(q->chan);
+    q->chan = NULL;
+}
+
+void vmi_qemu_release_monitor(struct vmi *v) { chan_release(v->be); }
+
+/* After an outside stop: ask the monitor whether the VM runs again. If it
+ * does, the stub is back in its running state (the next byte stops the VM,
+ * as an interrupt does); if not, it takes packets. */
+static int settle_outside(struct qemu_be *q, struct bm_err *err)
+{
+    if (!q->outside)
+        return 0;
+    struct qmp_status st;
+    struct qemu_chan *c = chan_get(q, err);
+    int rc = c == NULL ? -1 : qmp_query_status(c, &st, err);
+    chan_release(q);
+    if (rc < 0) {
+        bm_err_prefix(err, "the VM was paused from outside; asking whether it runs again");
+        return -1;
+    }
+    if (st.running) {
+        q->outside = false;
+        q->running = true;
+        rsp_set_running(q->rsp, true);
+    }
+    return 0;
 }
 
 static void be_close(void *be);
@@ -79,6 +123,8 @@ static int need_stopped(struct qemu_be *q, struct bm_err *err)
 {
     if (q->detached)
         return bm_err_set(err, "not attached to the guest any more");
+    if (settle_outside(q, err) < 0)
+        return -1;
     if (q->running)
         return bm_err_set(err, "the guest is running; registers need it stopped");
     return 0;
@@ -110,7 +156,7 @@ static int be_get_regs(void *be, unsigned vcpu, struct vmi_regs *r, struct bm_er
 static int be_idt_base(void *be, unsigned vcpu, uint64_t *base, struct bm_err *err)
 {
     struct qemu_be *q = be;
-    struct qmp_conn *c = qmp_get(q, err);
+    struct qemu_chan *c = chan_get(q, err);
     uint32_t limit;
     if (c == NULL || qmp_idt(c, (int)vcpu, base, &limit, err) < 0)
         return -1;
@@ -172,6 +218,8 @@ static int be_bp_remove(void *be, uint64_t va, struct bm_err *err)
 static int be_pause(void *be, struct bm_err *err)
 {
     struct qemu_be *q = be;
+    if (settle_outside(q, err) < 0)
+        return -1;
     if (!q->running)
         return 0;
     if (rsp_interrupt(q->rsp, err) < 0)
@@ -213,7 +261,10 @@ static int be_resume(void *be, struct bm_err *err)
     struct qemu_be *q = be;
     if (q->detached)
         return bm_err_set(err, "not attached to the guest any more");
-    if (q->running)
+    /* Paused from outside: it is theirs to resume, not ours. */
+    if (settle_outside(q, err) < 0)
+        return -1;
+    if (q->running || q->outside)
         return 0;
     q->regs_vcpu = -1;
     if (q->stop_vcpu >= 0) {
@@ -269,7 +320,12 @@ static int be_poll_event(void *be, struct vmi_event *ev, struct bm_err *err)
     struct qemu_be *q = be;
     struct rsp_stop st;
     struct bm_err e = BM_ERR_INIT;
+    /* Paused from outside: a stop reply now means it was resumed and ran. */
+    if (q->outside)
+        rsp_set_running(q->rsp, true);
     int r = rsp_poll_stop(q->rsp, &st, &e);
+    if (r == 0 && q->outside)
+        rsp_set_running(q->rsp, false);
     if (r < 0) {
         if (qemu_gone_soon(q->pid)) {
             *ev = (struct vmi_event){ VMI_EVENT_GONE, -1, 0 };
@@ -282,12 +338,21 @@ static int be_poll_event(void *be, struct vmi_event *ev, struct bm_err *err)
     }
     if (r == 0)
         return 0;
+    bool was_running = q->running;
     q->running = false;
     if (st.kind != RSP_STOP_SIGNAL) {
         *ev = (struct vmi_event){ VMI_EVENT_GONE, -1, 0 };
         q->detached = true;
         return 1;
     }
+    /* A stop we did not ask for that is no trap (SIGINT, not SIGTRAP):
+     * someone else paused the VM. Tell nobody, resume nothing. */
+    if (st.code == RSP_SIGINT && (was_running || q->outside)) {
+        q->outside = true;
+        q->regs_vcpu = -1;
+        return 0;
+    }
+    q->outside = false;
     *ev = (struct vmi_event){ VMI_EVENT_STOPPED, st.vcpu, 0 };
     q->regs_vcpu = -1;
     if (st.vcpu >= 0) {
@@ -308,10 +373,11 @@ static int be_poll_event(void *be, struct vmi_event *ev, struct bm_err *err)
 }
 
 /* Remove our breakpoints, let go of the stub (D resumes the guest; without
- * D it stays paused), close it through QMP, remove the private directory,
- * and tell the guardian all is well. If the stub connection is broken (QEMU
- * closed it, a protocol error) while QEMU lives, QEMU still holds our
- * breakpoints: clear them through a fresh stub instead. */
+ * D it stays paused), close it through the monitor, remove our private
+ * directory, and tell the guardian all is well. A guest that someone else
+ * paused stays paused: it is theirs to resume. If the stub connection is
+ * broken (QEMU closed it, a protocol error) while QEMU lives, QEMU still
+ * holds our breakpoints: clear them through a fresh stub instead. */
 static int be_detach(void *be, bool leave_paused, struct bm_err *err)
 {
     struct qemu_be *q = be;
@@ -321,35 +387,35 @@ static int be_detach(void *be, bool leave_paused, struct bm_err *err)
     struct bm_err e = BM_ERR_INIT;
     int rc = -1;
     if (q->rsp != NULL && !q->detached && alive) {
-        rc = 0;
-        if (q->running && be_pause(q, &e) < 0)
+        rc = settle_outside(q, &e);
+        bool keep_paused = leave_paused || q->outside;
+        if (rc == 0 && q->running && be_pause(q, &e) < 0)
             rc = -1;
         if (rc == 0 && rsp_bp_remove_all(q->rsp, &e) < 0)
             rc = -1;
-        if (rc == 0 && !leave_paused && rsp_detach(q->rsp, &e) < 0)
+        if (rc == 0 && !keep_paused && rsp_detach(q->rsp, &e) < 0)
             rc = -1;
     }
     rsp_close(q->rsp);
     q->rsp = NULL;
     q->nbps = 0;
     q->detached = true;
-    qmp_close(q->qmp);
-    q->qmp = NULL;
+    chan_release(q);
     if (rc < 0 && alive) {
         struct bm_err e2 = BM_ERR_INIT;
-        rc = stub_reset(q->qmp_path, q->stub_path, !leave_paused, &e2);
+        rc = stub_reset(&q->route, q->stub_path, !leave_paused, &e2);
         if (rc < 0)
             bm_err_set(err, "clearing breakpoints: %s; then through a new stub: %s",
                        bm_err_msg(&e), bm_err_msg(&e2));
     } else if (rc == 0) {
-        struct qmp_conn *c = qmp_get(q, &e);
+        struct qemu_chan *c = chan_get(q, &e);
         if (c == NULL || qmp_gdbserver_stop(c, &e) < 0)
             rc = bm_err_set(err, "closing the GDB stub: %s", bm_err_msg(&e));
-        qmp_close(q->qmp);
-        q->qmp = NULL;
+        chan_release(q);
     }
     unlink(q->stub_path);
-    rmdir(q->dir);
+    if (q->dir[0] != '\0')
+        rmdir(q->dir);
     /* Let the guardian go once no breakpoint of ours can be left (or QEMU
      * is gone, taking them with it). */
     if (rc == 0 || !alive)
@@ -391,6 +457,9 @@ static const struct vmi_ops qemu_ops = {
     .detach = be_detach,
 };
 
+/* Plain QEMU: a 0700 directory of ours. QEMU creates the socket: when it
+ * runs as another user, it must own the directory; it stays closed to
+ * others. */
 static int private_dir(struct qemu_be *q, struct bm_err *err)
 {
     const char *base = getenv("TMPDIR");
@@ -398,16 +467,44 @@ static int private_dir(struct qemu_be *q, struct bm_err *err)
         base = "/tmp";
     if ((size_t)snprintf(q->dir, sizeof q->dir, "%s/bsodmon-XXXXXX", base) >= sizeof q->dir)
         return bm_err_set(err, "TMPDIR is too long");
-    if (mkdtemp(q->dir) == NULL) /* mode 0700 */
-        return bm_err_sys(err, errno, "creating a private directory in %s", base);
+    if (mkdtemp(q->dir) == NULL) { /* mode 0700 */
+        int e = errno;
+        q->dir[0] = '\0';
+        return bm_err_sys(err, e, "creating a private directory in %s", base);
+    }
     snprintf(q->stub_path, sizeof q->stub_path, "%s/gdb.sock", q->dir);
-    /* QEMU creates the socket: when it runs as another user (libvirt's
-     * qemu user), it must own the directory; it stays closed to others. */
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    if (getsockopt(qmp_fd(q->qmp), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
-        cred.uid != geteuid() && geteuid() == 0 && chown(q->dir, cred.uid, cred.gid) < 0)
-        return bm_err_sys(err, errno, "giving %s to QEMU's user %u", q->dir, (unsigned)cred.uid);
+    long uid, gid;
+    if (geteuid() == 0 && bm_proc_status_num(q->pid, "Uid", &uid) == 0 &&
+        bm_proc_status_num(q->pid, "Gid", &gid) == 0 && (uid_t)uid != geteuid() &&
+        chown(q->dir, (uid_t)uid, (gid_t)gid) < 0) {
+        int e = errno;
+        rmdir(q->dir);
+        q->dir[0] = '\0';
+        return bm_err_sys(err, e, "giving the stub's directory to QEMU's user %ld", uid);
+    }
+    return 0;
+}
+
+/* Who QEMU is and where its stub may live. */
+static int find_qemu(struct qemu_be *q, struct bm_err *err)
+{
+    if (q->route.via == QEMU_VIA_QMP) {
+        struct qmp_conn *c = (struct qmp_conn *)q->chan;   /* a qmp_conn is its channel */
+        return qmp_peer_pid(c, &q->pid, err) < 0 ? -1 : private_dir(q, err);
+    }
+    struct lv_dom *d = (struct lv_dom *)q->chan;           /* likewise */
+    char dir[PATH_MAX];
+    if (lv_qemu_pid(d, &q->pid, err) < 0 || lv_private_dir(d, q->pid, dir, sizeof dir, err) < 0)
+        return -1;
+    if ((size_t)snprintf(q->stub_path, sizeof q->stub_path, "%s/bsodmon-%d.gdb.sock", dir,
+                         (int)getpid()) >= sizeof q->stub_path)
+        return bm_err_set(err, "the domain's private directory path is too long");
+    /* From now on the domain is named by its UUID: stable while it runs. */
+    snprintf(q->lv_name, sizeof q->lv_name, "%s", lv_name(d));
+    snprintf(q->lv_uri, sizeof q->lv_uri, "%s", lv_uri(d));
+    snprintf(q->route.target, sizeof q->route.target, "%s", lv_uuid(d));
+    snprintf(q->route.uri, sizeof q->route.uri, "%s", lv_uri(d));
+    unlink(q->stub_path);   /* a socket left by an earlier bsodmon of this pid */
     return 0;
 }
 
@@ -421,30 +518,28 @@ int vmi_qemu_open(struct vmi *v, const struct vmi_qemu_opts *opts, struct bm_err
     q->guardian.fd = -1;
     q->ram.shm_fd = -1;
     q->sw_bp = opts->software_breakpoints;
-    if ((size_t)snprintf(q->qmp_path, sizeof q->qmp_path, "%s", opts->qmp_path) >= sizeof q->qmp_path) {
-        free(q);
-        return bm_err_set(err, "QMP socket path too long");
-    }
-    if (qmp_get(q, err) == NULL) {
+    q->route = *opts->route;
+    /* The first attempt at libvirt fails fast: a wrong URI is not worth a wait. */
+    q->chan = qemu_route_open(&q->route, q->route.via == QEMU_VIA_QMP ? MONITOR_PATIENCE_MS : 0,
+                              err);
+    if (q->chan == NULL) {
         free(q);
         return -1;
     }
     struct qmp_status st;
     struct qmp_cpu cpus[256];
     size_t ncpu = 0;
-    if (qmp_peer_pid(q->qmp, &q->pid, err) < 0 || qmp_query_status(q->qmp, &st, err) < 0 ||
-        qmp_query_cpus(q->qmp, cpus, 256, &ncpu, err) < 0)
+    if (qmp_query_status(q->chan, &st, err) < 0 || qmp_query_cpus(q->chan, cpus, 256, &ncpu, err) < 0)
         goto fail_early;
     if (strcmp(st.status, "running") != 0 && strcmp(st.status, "paused") != 0 &&
         strcmp(st.status, "debug") != 0) {
         bm_err_set(err, "the VM is '%s', not running or paused", st.status);
         goto fail_early;
     }
-    if (private_dir(q, err) < 0)
+    if (find_qemu(q, err) < 0)
         goto fail_early;
-    if (qmp_gdbserver_start(q->qmp, q->stub_path, err) < 0) {
+    if (qmp_gdbserver_start(q->chan, q->stub_path, err) < 0) {
         bm_err_prefix(err, "opening QEMU's GDB stub (another debugger attached?)");
-        rmdir(q->dir);
         goto fail_early;
     }
     q->rsp = rsp_connect(q->stub_path, STUB_TIMEOUT_MS, err);
@@ -455,9 +550,9 @@ int vmi_qemu_open(struct vmi *v, const struct vmi_qemu_opts *opts, struct bm_err
         bm_err_set(err, "the GDB stub lists %u vCPUs, QMP %zu", q->nvcpu, ncpu);
         goto fail;
     }
-    if (guardian_start(&q->guardian, q->qmp_path, q->stub_path, q->dir, err) < 0)
+    if (guardian_start(&q->guardian, &q->route, q->stub_path, q->dir, err) < 0)
         goto fail;
-    if (qemu_ram_open(&q->ram, q->qmp, q->pid, q->rsp, opts->memory_access, err) < 0)
+    if (qemu_ram_open(&q->ram, q->chan, q->pid, q->rsp, opts->memory_access, err) < 0)
         goto fail;
     v->ops = &qemu_ops;
     v->be = q;
@@ -466,7 +561,9 @@ fail:
     be_close(q);
     return -1;
 fail_early:
-    qmp_close(q->qmp);
+    if (q->dir[0] != '\0')
+        rmdir(q->dir);
+    chan_release(q);
     free(q);
     return -1;
 }
@@ -474,4 +571,19 @@ fail_early:
 const char *vmi_qemu_mem_note(const struct vmi *v)
 {
     return ((const struct qemu_be *)v->be)->ram.why_not_fast;
+}
+
+void vmi_qemu_describe(const struct vmi *v, struct vmi_qemu_desc *d)
+{
+    const struct qemu_be *q = v->be;
+    bool lv = q->route.via == QEMU_VIA_LIBVIRT;
+    *d = (struct vmi_qemu_desc){
+        .via = lv ? "libvirt" : "qmp",
+        .socket = lv ? NULL : q->route.target,
+        .uri = lv ? q->lv_uri : NULL,
+        .domain = lv ? q->lv_name : NULL,
+        .uuid = lv ? q->route.target : NULL,
+        .pid = q->pid,
+        .stub = q->stub_path,
+    };
 }

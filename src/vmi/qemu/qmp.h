@@ -7,8 +7,10 @@
  * split by json-c's incremental tokener with caps on message size and
  * nesting depth. Every wait is bounded by the connection's timeout.
  *
- * The helpers parse HMP text (human-monitor-command): each parse is bounded
- * and a miss is an error, never a zero value.
+ * The typed helpers below run over any channel (chan.h: this socket, or
+ * libvirt's pass-through). Those of HMP parse its text
+ * (human-monitor-command): each parse is bounded and a miss is an error,
+ * never a zero value.
  */
 #ifndef BM_VMI_QEMU_QMP_H
 #define BM_VMI_QEMU_QMP_H
@@ -21,6 +23,7 @@
 #include <json-c/json.h>
 
 #include "base/err.h"
+#include "vmi/qemu/chan.h"
 
 #define QMP_MAX_MESSAGE (4u << 20)   /* bytes of one JSON message */
 #define QMP_MAX_DEPTH 32             /* JSON nesting */
@@ -57,23 +60,26 @@ int qmp_next_event(struct qmp_conn *c, int timeout_ms, json_object **event,
  * QMP_MAX_EVENT. */
 uint64_t qmp_events_dropped(const struct qmp_conn *c);
 
+/* The connection as a channel (chan.h); closing the channel closes it. */
+struct qemu_chan *qmp_chan(struct qmp_conn *c);
+
 /* pid of the QEMU process at the other end (SO_PEERCRED). */
 int qmp_peer_pid(const struct qmp_conn *c, pid_t *pid, struct bm_err *err);
 
-/* --- typed helpers (qmp.c) ----------------------------------------------- */
+/* --- typed helpers (qmp_query.c) ----------------------------------------------- */
 
 struct qmp_status {
     bool running;
     char status[QMP_NAME_MAX];   /* "running", "paused", "debug", ... */
 };
-int qmp_query_status(struct qmp_conn *c, struct qmp_status *st,
+int qmp_query_status(struct qemu_chan *c, struct qmp_status *st,
                      struct bm_err *err);
 
 struct qmp_cpu {
     int index;                   /* cpu-index: GDB thread id - 1 */
     pid_t thread_id;             /* host thread running the vCPU */
 };
-int qmp_query_cpus(struct qmp_conn *c, struct qmp_cpu *cpus, size_t cap,
+int qmp_query_cpus(struct qemu_chan *c, struct qmp_cpu *cpus, size_t cap,
                    size_t *n, struct bm_err *err);
 
 struct qmp_memdev {
@@ -84,21 +90,21 @@ struct qmp_memdev {
     char mem_path[4096];         /* only for memory-backend-file, else "" */
 };
 /* query-memdev, then qom-get of each backend's type and mem-path. */
-int qmp_query_memdevs(struct qmp_conn *c, struct qmp_memdev *devs, size_t cap,
+int qmp_query_memdevs(struct qemu_chan *c, struct qmp_memdev *devs, size_t cap,
                       size_t *n, struct bm_err *err);
 
 /* --- HMP (qmp_hmp.c) ------------------------------------------------------ */
 
 /* Run an HMP command; *out is its malloc'ed text (lines end in "\r\n"). */
-int qmp_hmp(struct qmp_conn *c, const char *cmdline, char **out,
+int qmp_hmp(struct qemu_chan *c, const char *cmdline, char **out,
             struct bm_err *err);
 
 /* HMP "gdbserver unix:PATH,server=on,wait=off" / "gdbserver none". PATH
  * must not contain ',' or whitespace (chardev option syntax). The VM keeps
  * running until a GDB client connects; the connection stops it. */
-int qmp_gdbserver_start(struct qmp_conn *c, const char *path,
+int qmp_gdbserver_start(struct qemu_chan *c, const char *path,
                         struct bm_err *err);
-int qmp_gdbserver_stop(struct qmp_conn *c, struct bm_err *err);
+int qmp_gdbserver_stop(struct qemu_chan *c, struct bm_err *err);
 
 /* One guest-physical RAM range of the "memory" address space. */
 struct qmp_ram_range {
@@ -107,15 +113,20 @@ struct qmp_ram_range {
     char block[QMP_NAME_MAX];    /* memory region: "pc.ram", backend id */
     uint64_t offset;             /* offset inside that region/backend file */
 };
-int qmp_ram_layout(struct qmp_conn *c, struct qmp_ram_range *ranges,
+int qmp_ram_layout(struct qemu_chan *c, struct qmp_ram_range *ranges,
                    size_t cap, size_t *n, struct bm_err *err);
 /* Host virtual address of a guest-physical address inside QEMU. `block`
  * (may be NULL) receives the region name QEMU prints. */
-int qmp_gpa2hva(struct qmp_conn *c, uint64_t gpa, uint64_t *hva,
+int qmp_gpa2hva(struct qemu_chan *c, uint64_t gpa, uint64_t *hva,
                 char block[QMP_NAME_MAX], struct bm_err *err);
 /* IDT base and limit of vCPU `vcpu` from "info registers N". */
-int qmp_idt(struct qmp_conn *c, int vcpu, uint64_t *base, uint32_t *limit,
+int qmp_idt(struct qemu_chan *c, int vcpu, uint64_t *base, uint32_t *limit,
             struct bm_err *err);
+
+/* Path of a unix-socket chardev named `id` ("charmonitor": libvirt's
+ * monitor) from HMP "info chardev". */
+int qmp_chardev_path(struct qemu_chan *c, const char *id, char *path, size_t cap,
+                     struct bm_err *err);
 
 /* The text parsers behind those, exposed for tests and fuzzing. */
 int qmp_parse_mtree(const char *text, struct qmp_ram_range *ranges,
@@ -124,5 +135,7 @@ int qmp_parse_gpa2hva(const char *text, uint64_t gpa, uint64_t *hva,
                       char block[QMP_NAME_MAX], struct bm_err *err);
 int qmp_parse_idt(const char *text, uint64_t *base, uint32_t *limit,
                   struct bm_err *err);
+int qmp_parse_chardev_path(const char *text, const char *id, char *path, size_t cap,
+                           struct bm_err *err);
 
 #endif

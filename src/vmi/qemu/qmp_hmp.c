@@ -76,13 +76,13 @@ static bool token(const char **p, const char *end, char stop, char *dst,
     return true;
 }
 
-int qmp_hmp(struct qmp_conn *c, const char *cmdline, char **out,
+int qmp_hmp(struct qemu_chan *c, const char *cmdline, char **out,
             struct bm_err *err)
 {
     json_object *args = json_object_new_object(), *r = NULL;
     json_object_object_add(args, "command-line",
                            json_object_new_string(cmdline));
-    int rc = qmp_execute(c, "human-monitor-command", args, &r, err);
+    int rc = chan_execute(c, "human-monitor-command", args, &r, err);
     json_object_put(args);
     if (rc == 0 && !json_object_is_type(r, json_type_string))
         rc = bm_err_set(err, "HMP '%s' returned no text", cmdline);
@@ -175,7 +175,7 @@ int qmp_parse_mtree(const char *text, struct qmp_ram_range *ranges,
     return 0;
 }
 
-int qmp_ram_layout(struct qmp_conn *c, struct qmp_ram_range *ranges,
+int qmp_ram_layout(struct qemu_chan *c, struct qmp_ram_range *ranges,
                    size_t cap, size_t *n, struct bm_err *err)
 {
     char *text;
@@ -211,7 +211,7 @@ int qmp_parse_gpa2hva(const char *text, uint64_t gpa, uint64_t *hva,
     return 0;
 }
 
-int qmp_gpa2hva(struct qmp_conn *c, uint64_t gpa, uint64_t *hva,
+int qmp_gpa2hva(struct qemu_chan *c, uint64_t gpa, uint64_t *hva,
                 char block[QMP_NAME_MAX], struct bm_err *err)
 {
     char cmd[48], *text;
@@ -256,7 +256,7 @@ int qmp_parse_idt(const char *text, uint64_t *base, uint32_t *limit,
                       first_line(text, snip, sizeof snip));
 }
 
-int qmp_idt(struct qmp_conn *c, int vcpu, uint64_t *base, uint32_t *limit,
+int qmp_idt(struct qemu_chan *c, int vcpu, uint64_t *base, uint32_t *limit,
             struct bm_err *err)
 {
     char cmd[40], *text;
@@ -272,9 +272,57 @@ int qmp_idt(struct qmp_conn *c, int vcpu, uint64_t *base, uint32_t *limit,
     return rc;
 }
 
+/* --- info chardev ---------------------------------------------------------- */
+
+/* "charmonitor: filename=unix:/var/lib/libvirt/qemu/domain-1-vm/monitor.sock,server=on"
+ * (measured, libvirt 9.0 + QEMU 7.2; a monitor libvirt passed as an fd still
+ * shows its path). The path ends at the first comma: QEMU prints the options
+ * after it. */
+int qmp_parse_chardev_path(const char *text, const char *id, char *path, size_t cap,
+                           struct bm_err *err)
+{
+    char snip[96];
+    size_t idlen = strlen(id);
+    for (const char *p = text, *next; *p != '\0'; p = next) {
+        const char *s = p, *end = p + line_at(p, &next);
+        if ((size_t)(end - s) <= idlen || memcmp(s, id, idlen) != 0)
+            continue;
+        s += idlen;
+        if (!lit(&s, end, ": filename="))
+            continue;
+        if (!lit(&s, end, "unix:"))
+            return bm_err_set(err, "chardev '%s' is not a unix socket: '%s'", id,
+                              bm_excerpt(p, (size_t)(end - p), snip, sizeof snip));
+        const char *e = memchr(s, ',', (size_t)(end - s));
+        size_t n = (size_t)((e ? e : end) - s);
+        if (n == 0 || n >= cap || s[0] != '/')
+            return bm_err_set(err, "chardev '%s' has no usable absolute path: '%s'", id,
+                              bm_excerpt(p, (size_t)(end - p), snip, sizeof snip));
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+                return bm_err_set(err, "chardev '%s' path has a control character", id);
+        memcpy(path, s, n);
+        path[n] = '\0';
+        return 0;
+    }
+    return bm_err_set(err, "no chardev '%s' in 'info chardev' output: '%s'", id,
+                      first_line(text, snip, sizeof snip));
+}
+
+int qmp_chardev_path(struct qemu_chan *c, const char *id, char *path, size_t cap,
+                     struct bm_err *err)
+{
+    char *text;
+    if (qmp_hmp(c, "info chardev", &text, err) < 0)
+        return -1;
+    int rc = qmp_parse_chardev_path(text, id, path, cap, err);
+    free(text);
+    return rc;
+}
+
 /* --- gdbserver ----------------------------------------------------------- */
 
-static int expect_prefix(struct qmp_conn *c, const char *cmd,
+static int expect_prefix(struct qemu_chan *c, const char *cmd,
                          const char *want, struct bm_err *err)
 {
     char *text, snip[128];
@@ -288,7 +336,7 @@ static int expect_prefix(struct qmp_conn *c, const char *cmd,
     return rc;
 }
 
-int qmp_gdbserver_start(struct qmp_conn *c, const char *path,
+int qmp_gdbserver_start(struct qemu_chan *c, const char *path,
                         struct bm_err *err)
 {
     /* HMP splits arguments at spaces and honours quotes; the chardev syntax
@@ -307,7 +355,7 @@ int qmp_gdbserver_start(struct qmp_conn *c, const char *path,
     return expect_prefix(c, cmd, "Waiting for gdb connection", err);
 }
 
-int qmp_gdbserver_stop(struct qmp_conn *c, struct bm_err *err)
+int qmp_gdbserver_stop(struct qemu_chan *c, struct bm_err *err)
 {
     return expect_prefix(c, "gdbserver none", "Disabled gdbserver", err);
 }

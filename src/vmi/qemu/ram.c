@@ -24,7 +24,7 @@ static bool is_memdev(const struct qmp_memdev *devs, size_t ndev, const char *bl
     return false;
 }
 
-static int ram_ranges_from_qmp(struct qemu_ram *ram, struct qmp_conn *qmp,
+static int ram_ranges_from_qmp(struct qemu_ram *ram, struct qemu_chan *qmp,
                                const struct qmp_memdev *devs, size_t ndev,
                                struct qmp_ram_range *mt, size_t *nmt, struct bm_err *err)
 {
@@ -99,7 +99,7 @@ static int try_shm(struct qemu_ram *ram, const struct qmp_memdev *devs, size_t n
     return 0;
 }
 
-static int try_process(struct qemu_ram *ram, struct qmp_conn *qmp, struct bm_err *why)
+static int try_process(struct qemu_ram *ram, struct qemu_chan *qmp, struct bm_err *why)
 {
     for (size_t i = 0; i < ram->n; i++) {
         char block[QMP_NAME_MAX];
@@ -115,7 +115,7 @@ static int try_process(struct qemu_ram *ram, struct qmp_conn *qmp, struct bm_err
     return 0;
 }
 
-int qemu_ram_open(struct qemu_ram *ram, struct qmp_conn *qmp, pid_t qemu_pid,
+int qemu_ram_open(struct qemu_ram *ram, struct qemu_chan *qmp, pid_t qemu_pid,
                   struct rsp_conn *stub, const char *force, struct bm_err *err)
 {
     memset(ram, 0, sizeof *ram);

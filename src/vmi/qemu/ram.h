@@ -42,7 +42,7 @@ struct qemu_ram {
 
 /* Learn the RAM layout through QMP and pick the fastest working path.
  * `force` may name a path to use ("shm", "process", "gdbstub") or be NULL. */
-int qemu_ram_open(struct qemu_ram *ram, struct qmp_conn *qmp, pid_t qemu_pid,
+int qemu_ram_open(struct qemu_ram *ram, struct qemu_chan *qmp, pid_t qemu_pid,
                   struct rsp_conn *stub, const char *force, struct bm_err *err);
 void qemu_ram_close(struct qemu_ram *ram);
 

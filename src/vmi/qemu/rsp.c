@@ -590,6 +590,13 @@ int rsp_interrupt(struct rsp_conn *c, struct bm_err *err)
     return rsp_wire_send_raw(&c->w, &intr, 1, c->timeout_ms, err);
 }
 
+void rsp_set_running(struct rsp_conn *c, bool running)
+{
+    c->running = running;
+    if (running)
+        c->g_tid = 0;
+}
+
 int rsp_wait_stop(struct rsp_conn *c, struct rsp_stop *stop, int timeout_ms,
                   struct bm_err *err)
 {

@@ -74,6 +74,11 @@ struct rsp_stop {
     uint64_t watch_addr;
 };
 
+/* GDB signal numbers in stop replies: a breakpoint or step, an interrupt
+ * (ours, or QEMU's stop of the VM from outside). */
+#define RSP_SIGINT 2
+#define RSP_SIGTRAP 5
+
 enum rsp_bp_kind {
     RSP_BP_SW = 0,     /* Z0: patches guest memory with int3 */
     RSP_BP_HW = 1,     /* Z1: debug registers; guest memory untouched */
@@ -138,6 +143,11 @@ int rsp_step(struct rsp_conn *c, int vcpu, struct rsp_stop *stop,
              struct bm_err *err);
 /* Ask running vCPUs to stop (0x03); the stop reply follows. */
 int rsp_interrupt(struct rsp_conn *c, struct bm_err *err);
+/* The VM's run state changed behind the stub's back: someone else resumed
+ * (true) a VM that had stopped. QEMU's stub says nothing then; it sends a
+ * stop reply when the VM next stops, and stops the VM on (and drops) the
+ * first byte it receives while the VM runs. Sends nothing. */
+void rsp_set_running(struct rsp_conn *c, bool running);
 /* Non-blocking: 1 and *stop when a complete stop reply arrived, 0 when not
  * yet (a partial reply is kept), -1 on error. */
 int rsp_poll_stop(struct rsp_conn *c, struct rsp_stop *stop,

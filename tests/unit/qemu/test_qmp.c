@@ -69,13 +69,13 @@ static void test_basic(void **state)
     assert_int_equal(mic, 22);
 
     struct qmp_status st;
-    OK(qmp_query_status(c, &st, E));
+    OK(qmp_query_status(qmp_chan(c), &st, E));
     expect_str(f, "status", st.status);
     assert_true(st.running);
 
     struct qmp_cpu cpus[8];
     size_t n = 0;
-    OK(qmp_query_cpus(c, cpus, 8, &n, E));
+    OK(qmp_query_cpus(qmp_chan(c), cpus, 8, &n, E));
     assert_int_equal(n, replay_expect_u64(f, "cpus"));
     for (size_t i = 0; i < n; i++) {
         char key[32];
@@ -85,7 +85,7 @@ static void test_basic(void **state)
     }
 
     struct qmp_memdev devs[4];
-    OK(qmp_query_memdevs(c, devs, 4, &n, E));
+    OK(qmp_query_memdevs(qmp_chan(c), devs, 4, &n, E));
     assert_int_equal(n, 1);
     expect_str(f, "memdev0.id", devs[0].id);
     expect_str(f, "memdev0.type", devs[0].type);
@@ -97,7 +97,7 @@ static void test_basic(void **state)
         uint64_t base;
         uint32_t limit;
         char kb[32], kl[32];
-        OK(qmp_idt(c, cpu, &base, &limit, E));
+        OK(qmp_idt(qmp_chan(c), cpu, &base, &limit, E));
         snprintf(kb, sizeof kb, "idt%d.base", cpu);
         snprintf(kl, sizeof kl, "idt%d.limit", cpu);
         assert_int_equal(base, replay_expect_u64(f, kb));
@@ -105,7 +105,7 @@ static void test_basic(void **state)
     }
     uint64_t base;
     uint32_t limit;
-    FAILS(qmp_idt(c, 7, &base, &limit, E), "CPU#7 not available");
+    FAILS(qmp_idt(qmp_chan(c), 7, &base, &limit, E), "CPU#7 not available");
     FAILS(qmp_execute(c, "bm-no-such-command", NULL, NULL, E),
           "has not been found (CommandNotFound)");
 
@@ -133,7 +133,7 @@ static void check_layout(const char *f, struct qmp_conn *c)
 {
     struct qmp_ram_range ram[16];
     size_t n = 0;
-    OK(qmp_ram_layout(c, ram, 16, &n, E));
+    OK(qmp_ram_layout(qmp_chan(c), ram, 16, &n, E));
     assert_int_equal(n, replay_expect_u64(f, "ram.count"));
     for (size_t i = 0; i < n; i++) {
         char key[16], got[160];
@@ -146,10 +146,10 @@ static void check_layout(const char *f, struct qmp_conn *c)
     }
     uint64_t hva;
     char block[QMP_NAME_MAX];
-    OK(qmp_gpa2hva(c, 0x1000, &hva, block, E));
+    OK(qmp_gpa2hva(qmp_chan(c), 0x1000, &hva, block, E));
     assert_int_equal(hva, replay_expect_u64(f, "hva.0x1000"));
     expect_str(f, "hva.0x1000.block", block);
-    FAILS(qmp_gpa2hva(c, 0x10000000, &hva, NULL, E),
+    FAILS(qmp_gpa2hva(qmp_chan(c), 0x10000000, &hva, NULL, E),
           "No memory is mapped at address 0x10000000");
 }
 
@@ -160,7 +160,7 @@ static void test_layout(void **state)
     struct qmp_conn *c = open_replay(f);
     struct qmp_memdev devs[2];
     size_t n;
-    OK(qmp_query_memdevs(c, devs, 2, &n, E));
+    OK(qmp_query_memdevs(qmp_chan(c), devs, 2, &n, E));
     assert_int_equal(n, 1);
     expect_str(f, "memdev0.type", devs[0].type);
     check_layout(f, c);
@@ -174,7 +174,7 @@ static void test_memory_backend_file(void **state)
     struct qmp_conn *c = open_replay(f);
     struct qmp_memdev devs[2];
     size_t n;
-    OK(qmp_query_memdevs(c, devs, 2, &n, E));
+    OK(qmp_query_memdevs(qmp_chan(c), devs, 2, &n, E));
     assert_int_equal(n, 1);
     expect_str(f, "memdev0.id", devs[0].id);
     expect_str(f, "memdev0.type", devs[0].type);
@@ -198,8 +198,8 @@ static void test_connect_and_gdbserver(void **state)
     struct qmp_conn *c = qmp_connect(path, TIMEOUT_MS, &err);
     if (c == NULL)
         fail_msg("%s", bm_err_msg(&err));
-    OK(qmp_gdbserver_start(c, "gdb.sock", E));
-    OK(qmp_gdbserver_stop(c, E));
+    OK(qmp_gdbserver_start(qmp_chan(c), "gdb.sock", E));
+    OK(qmp_gdbserver_stop(qmp_chan(c), E));
     json_object *ev;
     int stops = 0, resumes = 0;
     while (qmp_next_event(c, 0, &ev, NULL) == 1) {
@@ -209,8 +209,8 @@ static void test_connect_and_gdbserver(void **state)
     }
     assert_true(stops > 0);
     assert_int_equal(stops, resumes);
-    FAILS(qmp_gdbserver_start(c, "a,b", E), "comma");
-    FAILS(qmp_gdbserver_start(c, "a b", E), "blank");
+    FAILS(qmp_gdbserver_start(qmp_chan(c), "a,b", E), "comma");
+    FAILS(qmp_gdbserver_start(qmp_chan(c), "a b", E), "blank");
     close_replay(c);
     unlink(path);
     rmdir(dir);

@@ -103,7 +103,7 @@ static void status_fails(const char *reply, const char *part, bool clean)
                greeting, reply);
     struct qmp_conn *c = start(&s, TIMEOUT_MS);
     struct qmp_status st;
-    FAILS(qmp_query_status(c, &st, E), part);
+    FAILS(qmp_query_status(qmp_chan(c), &st, E), part);
     finish(c, clean);
 }
 
@@ -171,10 +171,10 @@ static void test_stale_and_late_replies(void **state)
     struct qmp_conn *c = start(&s, TIMEOUT_MS);
     struct qmp_status st;
     qmp_set_timeout(c, 150);
-    FAILS(qmp_query_status(c, &st, E), "no reply to QMP command "
+    FAILS(qmp_query_status(qmp_chan(c), &st, E), "no reply to QMP command "
           "'query-status'");
     qmp_set_timeout(c, TIMEOUT_MS);
-    OK(qmp_query_status(c, &st, E));
+    OK(qmp_query_status(qmp_chan(c), &st, E));
     assert_string_equal(st.status, "running");
     finish(c, true);
 }
@@ -241,10 +241,10 @@ static void test_wrong_shapes(void **state)
         size_t n;
         if (strcmp(cases[i].cmd, "query-cpus-fast") == 0) {
             struct qmp_cpu cpus[2];
-            FAILS(qmp_query_cpus(c, cpus, 2, &n, E), cases[i].msg);
+            FAILS(qmp_query_cpus(qmp_chan(c), cpus, 2, &n, E), cases[i].msg);
         } else {
             struct qmp_memdev devs[2];
-            FAILS(qmp_query_memdevs(c, devs, 2, &n, E), cases[i].msg);
+            FAILS(qmp_query_memdevs(qmp_chan(c), devs, 2, &n, E), cases[i].msg);
         }
         finish(c, true);
     }
@@ -261,9 +261,9 @@ static void test_wrong_shapes(void **state)
     struct qmp_conn *c = start(&s, TIMEOUT_MS);
     struct qmp_ram_range r[2];
     size_t n;
-    FAILS(qmp_gdbserver_start(c, "/x/g.sock", E), "duplicate yank instance");
-    FAILS(qmp_ram_layout(c, r, 2, &n, E), "returned no text");
-    FAILS(qmp_idt(c, -1, NULL, NULL, E), "no vCPU -1");
+    FAILS(qmp_gdbserver_start(qmp_chan(c), "/x/g.sock", E), "duplicate yank instance");
+    FAILS(qmp_ram_layout(qmp_chan(c), r, 2, &n, E), "returned no text");
+    FAILS(qmp_idt(qmp_chan(c), -1, NULL, NULL, E), "no vCPU -1");
     finish(c, true);
 }
 
