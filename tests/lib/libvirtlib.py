@@ -217,20 +217,24 @@ def stop_daemons(st):
 
 
 def sweep(everything=False):
-    """Remove domains and directories of ours left by a test that died
-    (its pid in the name no longer runs), or all of ours (everything)."""
+    """Remove domains and directories of ours left by a test that died (the
+    pid in the name no longer runs); with everything, also every domain of
+    ours this daemon has (it is about to stop)."""
     rc, out, _ = virsh("list", "--all", "--name", check=False, timeout=30)
-    names = set(out.split()) if rc == 0 else set()
+    doms = set(out.split()) if rc == 0 else set()
     try:
-        names |= {n for n in os.listdir(DOMAIN_PARENT) if n.startswith(PREFIX)}
+        dirs = {n for n in os.listdir(DOMAIN_PARENT) if n.startswith(PREFIX)}
     except OSError:
-        pass
-    for n in sorted(names):
+        dirs = set()
+    for n in sorted(doms | dirs):
         m = re.fullmatch(PREFIX + r"(\d+)-[0-9a-f]+", n)
-        if not m or (not everything and alive(int(m.group(1)))):
+        if not m:
             continue
-        remove_domain(n)
-        shutil.rmtree(os.path.join(DOMAIN_PARENT, n), ignore_errors=True)
+        dead = not alive(int(m.group(1)))
+        if n in doms and (dead or everything):
+            remove_domain(n)
+        if dead or (everything and n in doms):
+            shutil.rmtree(os.path.join(DOMAIN_PARENT, n), ignore_errors=True)
 
 
 def remove_domain(name, uri=URI):
