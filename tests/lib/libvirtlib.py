@@ -463,13 +463,16 @@ class Domain(T.Guest):
         os.mkdir(self.dir, 0o700)
         cmd = [os.path.join(T.GUEST, "boot"), "--libvirt", self.name, "--uri", uri,
                "--isf", isf, "--dir", self.dir] + (["--disk"] if disk else []) + list(args)
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           timeout=timeout)
-        if r.returncode != 0:
+        try:    # a SIGTERM (meson's timeout) during the boot must not leave the domain
+            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=timeout)
+            if r.returncode != 0:
+                raise RuntimeError(f"boot --libvirt failed: {r.stderr.strip()}")
+            self.truth = json.loads(r.stdout)
+            self.uuid = virsh("domuuid", self.name, uri=uri)[1].strip()
+        except BaseException:
             self.stop()
-            raise RuntimeError(f"boot --libvirt failed: {r.stderr.strip()}")
-        self.truth = json.loads(r.stdout)
-        self.uuid = virsh("domuuid", self.name, uri=uri)[1].strip()
+            raise
 
     # identity, as the tests check bsodmon's "Route" against it
     @property
