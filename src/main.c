@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "monitor/monitor.h"
+#include "vmi/qemu/guardian.h"
 #include "plugins/plugin.h"
 #ifdef ENABLE_PLUGIN_BSODMON
 #include "plugins/bsodmon/bugcheck.h"
@@ -110,6 +111,8 @@ enum {
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], GUARDIAN_ARG) == 0)
+        return guardian_exec_main(argc, argv);
     static struct monitor_config cfg;
     cfg.format = OUTPUT_FORMAT_DEFAULT;
     for (size_t i = 0; plugin_registry[i] != NULL; i++)

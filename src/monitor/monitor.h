@@ -34,4 +34,20 @@ struct monitor_config {
 /* Returns the process exit code. Errors are printed on stderr. */
 int monitor_run(const struct monitor_config *cfg);
 
+/* The host mode drives one monitor per domain, each in a thread of its own
+ * (host.c): no signals reach it; the supervisor asks it to detach through
+ * stop_fd, and hears of its events. */
+struct monitor_ctl {
+    int stop_fd;               /* readable (an eventfd): detach and return 0 */
+    const char *domain;        /* events gain Domain and DomainUUID */
+    const char *domain_uuid;
+    /* Called after a breakpoint event was written (may be NULL). */
+    void (*on_event)(void *ctx);
+    void *ctx;
+};
+
+/* One VM's monitor under a supervisor: attach, watch, detach. Returns the
+ * exit code one VM would have (11: the VM went away). */
+int monitor_run_vm(const struct monitor_config *cfg, const struct monitor_ctl *ctl);
+
 #endif

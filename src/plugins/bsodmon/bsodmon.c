@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "base/log.h"
 #include "plugins/bsodmon/bugcheck.h"
 #include "plugins/bsodmon/crashdump.h"
 #include "win/wincore.h"
@@ -26,7 +27,7 @@ struct bsodmon {
 
 static void warn(const char *what, const struct bm_err *e)
 {
-    fprintf(stderr, "bsodmon: %s: %s\n", what, bm_err_msg(e));
+    bm_log("%s: %s", what, bm_err_msg(e));
 }
 
 static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
@@ -79,7 +80,7 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         oe.has_process_name = true;
         output_set_process_name(&oe, cur.name, cur.name_len);
     }
-    if (output_write_event(stdout, host->format, &oe, &e) < 0) {
+    if (host->emit(host, &oe, &e) < 0) {
         warn("writing the event", &e);
         host->exit_code = 1;
         return PLUGIN_EXIT;
@@ -89,7 +90,7 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         c.name = name;
         rc_dump = crashdump_write(host, &c, &e);
         if (rc_dump < 0) {
-            fprintf(stderr, "bsodmon: crash dump failed: %s\n", bm_err_msg(&e));
+            bm_log("crash dump failed: %s", bm_err_msg(&e));
             bm_err_clear(&e);
         }
     }
