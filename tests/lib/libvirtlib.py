@@ -354,6 +354,13 @@ def cli_stop():
         st = read_state()
         if st is None:
             print("libvirtd-ctl: no libvirtd of the harness runs; nothing to stop")
+            return 0
+        st["users"] = [p for p in st["users"] if alive(p)]
+        if st["users"]:     # tests still using it: the last one stops it
+            st["persistent"] = False
+            write_state(st)
+            print(f"libvirtd-ctl: libvirtd (pid {st['libvirtd']}) is in use by test pid(s) "
+                  f"{st['users']}; the last of them stops it")
         else:
             stop_daemons(st)
     return 0
