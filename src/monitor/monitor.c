@@ -9,6 +9,7 @@
 #include "monitor/monitor.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <json-c/json.h>
@@ -36,7 +37,7 @@ struct trap {
 
 struct monitor {
     const struct monitor_config *cfg;
-    const struct monitor_ctl *ctl;   /* host mode; NULL for one VM */
+    struct monitor_ctl *ctl;         /* host mode; NULL for one VM */
     struct vmi vmi;
     bool attached;
     struct win_kernel kernel;
@@ -123,7 +124,10 @@ static int host_remove_trap(struct plugin_host *host, uint64_t va, struct bm_err
 
 static uint64_t host_next_uid(struct plugin_host *host)
 {
-    return ++((struct monitor *)host->monitor)->event_uid;
+    struct monitor *m = host->monitor;
+    if (m->ctl != NULL && m->ctl->event_uid != NULL)
+        return atomic_fetch_add(m->ctl->event_uid, 1) + 1;
+    return ++m->event_uid;
 }
 
 static int host_emit(struct plugin_host *host, struct output_event *ev, struct bm_err *err)
@@ -381,7 +385,7 @@ static int run_loop(struct monitor *m, struct bm_err *err)
 }
 
 static void monitor_init(struct monitor *m, const struct monitor_config *cfg,
-                         const struct monitor_ctl *ctl)
+                         struct monitor_ctl *ctl)
 {
     memset(m, 0, sizeof *m);
     m->cfg = cfg;
@@ -398,7 +402,7 @@ static void monitor_init(struct monitor *m, const struct monitor_config *cfg,
 
 /* Attach, watch, detach: what one VM's run is, whoever drives it. The
  * monitor lives on the heap: it holds the kernel's parsed profile. */
-static int run_one(const struct monitor_config *cfg, const struct monitor_ctl *ctl)
+static int run_one(const struct monitor_config *cfg, struct monitor_ctl *ctl)
 {
     struct monitor *mp = malloc(sizeof *mp);
     if (mp == NULL) {
@@ -411,8 +415,15 @@ static int run_one(const struct monitor_config *cfg, const struct monitor_ctl *c
     int rc = 1;
     if (ctl != NULL)
         m->sigfd = ctl->stop_fd;
-    if ((ctl == NULL && signals_open(m, &err) < 0) || attach(m, &err) < 0)
+    if (ctl == NULL && signals_open(m, &err) < 0)
         goto out;
+    if (attach(m, &err) < 0) {
+        if (ctl != NULL) {
+            snprintf(ctl->attach_error, sizeof ctl->attach_error, "%s", bm_err_msg(&err));
+            bm_err_clear(&err);
+        }
+        goto out;
+    }
     if (cfg->info) {
         print_info(m);
         rc = 0;
@@ -420,6 +431,8 @@ static int run_one(const struct monitor_config *cfg, const struct monitor_ctl *c
     }
     if (start_plugins(m, &err) < 0 || vmi_resume(&m->vmi, &err) < 0)
         goto out;
+    if (ctl != NULL)
+        ctl->armed = true;
     rc = run_loop(m, &err);
 out:
     if (m->attached) {
@@ -443,7 +456,7 @@ out:
 
 int monitor_run(const struct monitor_config *cfg) { return run_one(cfg, NULL); }
 
-int monitor_run_vm(const struct monitor_config *cfg, const struct monitor_ctl *ctl)
+int monitor_run_vm(const struct monitor_config *cfg, struct monitor_ctl *ctl)
 {
     return run_one(cfg, ctl);
 }

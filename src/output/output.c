@@ -157,8 +157,10 @@ static size_t event_items(const struct output_event *ev, struct item *items)
         add_str(items, &n, "Method", ITEM_TOKEN, ev->method, strlen(ev->method));
     if (ev->has_event_uid)
         add_num(items, &n, "EventUID", ITEM_HEX, ev->event_uid);
-    add_num(items, &n, "VCPU", ITEM_UINT, ev->vcpu);
-    add_num(items, &n, "CR3", ITEM_UINT, ev->cr3);
+    if (!ev->no_vcpu) {
+        add_num(items, &n, "VCPU", ITEM_UINT, ev->vcpu);
+        add_num(items, &n, "CR3", ITEM_UINT, ev->cr3);
+    }
     for (size_t i = 0; i < ev->nfields; i++) {
         const struct output_field *f = &ev->fields[i];
         if (f->type == OUTPUT_STR)

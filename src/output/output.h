@@ -129,8 +129,9 @@ struct output_event {
     const char *method;            /* NUL-terminated; NULL: absent */
     uint64_t event_uid;
 
-    uint32_t vcpu;                 /* always present */
-    uint64_t cr3;                  /* always present */
+    uint32_t vcpu;                 /* present unless no_vcpu */
+    uint64_t cr3;                  /* present unless no_vcpu */
+    bool no_vcpu;                  /* a report that names no vCPU (GUEST_PANICKED) */
 
     const struct output_field *fields;
     size_t nfields;                /* <= OUTPUT_FIELDS_MAX */

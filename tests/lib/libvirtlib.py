@@ -398,8 +398,8 @@ def domain_xml(name, kernel, initrd, cmdline, serial_sock, serial_log, mem=256, 
                machine="pc", accel="tcg", disk=None, panic=False):
     """A TCG (or KVM) domain booting the guest kernel directly."""
     from xml.sax.saxutils import quoteattr as qa, escape as esc
-    cpu = ("<cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model></cpu>"
-           if accel == "tcg" else "<cpu mode='host-passthrough' check='none'/>")
+    # -cpu qemu64, as boot gives plain QEMU (and QEMU's default under KVM).
+    cpu = "<cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model></cpu>"
     dev = [f"<emulator>{esc(shutil.which('qemu-system-x86_64') or '/usr/bin/qemu-system-x86_64')}</emulator>"]
     if disk:
         dev.append(f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"

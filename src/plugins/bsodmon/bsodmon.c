@@ -105,6 +105,30 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
     return PLUGIN_RESUME;
 }
 
+int bsodmon_emit_panic(struct plugin_host *host, const char *method, const uint64_t *args,
+                       struct bm_err *err)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    const char *name = args != NULL ? bugcheck_name(args[0]) : NULL;
+    struct output_field fields[6];
+    size_t n = 0;
+    if (args != NULL) {
+        fields[n++] = output_hex("BugCheckCode", args[0]);
+        fields[n++] = output_str("BugCheckName", name, strlen(name));
+        fields[n++] = output_hex("BugCheckParameter1", args[1]);
+        fields[n++] = output_hex("BugCheckParameter2", args[2]);
+        fields[n++] = output_hex("BugCheckParameter3", args[3]);
+        fields[n++] = output_hex("BugCheckParameter4", args[4]);
+    }
+    struct output_event oe = {
+        .plugin = "bsodmon", .timestamp = now, .method = method,
+        .has_event_uid = true, .event_uid = host->next_event_uid(host),
+        .no_vcpu = true, .fields = fields, .nfields = n,
+    };
+    return host->emit(host, &oe, err);
+}
+
 static int bsodmon_start(struct plugin_host *host, void **state, struct bm_err *err)
 {
     struct bsodmon *b = calloc(1, sizeof *b);
