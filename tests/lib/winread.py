@@ -20,7 +20,11 @@ It reads through any physical-memory source:
     rd.kuser() -> KUSER_SHARED_DATA version fields
     rd.kd_version() -> KdVersionBlock (DBGKD_GET_VERSION64)
     rd.prcbs() -> [KPRCB VA per processor], from KiProcessorBlock
+    rd.bugcheck_data() -> [code, P1..P4] from KiBugCheckData
+    rd.context(va) -> parse_context(rd.read_virt(va, CONTEXT_SIZE))
+    parse_context(raw) -> {"ContextFlags", "MxCsr", "SegCs", ..., "Rip", "FltSave.MxCsr"}
     dtb_candidates(read_phys, ranges) -> pages that pass a DTB self-reference scan
+    scan_kdbg_phys(read_phys, ranges) -> [(pa, KernBase)] of plain 'KDBG' headers
 
 Every value read from memory is treated as hostile: lists are walked with a
 bound and loop detection, lengths are capped, and a page that is not mapped
@@ -39,8 +43,49 @@ MAX_LIST = 4096          # entries of any kernel list walked
 MAX_NAME = 1024          # bytes of a UNICODE_STRING read
 
 
+CONTEXT_SIZE = 0x4D0
+# The x64 CONTEXT (architectural: the same in every build).
+CONTEXT_FIELDS = (
+    ("ContextFlags", 0x30, "I"), ("MxCsr", 0x34, "I"), ("SegCs", 0x38, "H"),
+    ("SegDs", 0x3A, "H"), ("SegEs", 0x3C, "H"), ("SegFs", 0x3E, "H"), ("SegGs", 0x40, "H"),
+    ("SegSs", 0x42, "H"), ("EFlags", 0x44, "I"), ("Dr0", 0x48, "Q"), ("Dr1", 0x50, "Q"),
+    ("Dr2", 0x58, "Q"), ("Dr3", 0x60, "Q"), ("Dr6", 0x68, "Q"), ("Dr7", 0x70, "Q"),
+    ("Rax", 0x78, "Q"), ("Rcx", 0x80, "Q"), ("Rdx", 0x88, "Q"), ("Rbx", 0x90, "Q"),
+    ("Rsp", 0x98, "Q"), ("Rbp", 0xA0, "Q"), ("Rsi", 0xA8, "Q"), ("Rdi", 0xB0, "Q"),
+    ("R8", 0xB8, "Q"), ("R9", 0xC0, "Q"), ("R10", 0xC8, "Q"), ("R11", 0xD0, "Q"),
+    ("R12", 0xD8, "Q"), ("R13", 0xE0, "Q"), ("R14", 0xE8, "Q"), ("R15", 0xF0, "Q"),
+    ("Rip", 0xF8, "Q"), ("FltSave.ControlWord", 0x100, "H"), ("FltSave.MxCsr", 0x118, "I"),
+)
+
+
 class WinReadError(Exception):
     pass
+
+
+def parse_context(raw):
+    if len(raw) < CONTEXT_SIZE:
+        raise WinReadError(f"a CONTEXT is {CONTEXT_SIZE:#x} bytes, got {len(raw):#x}")
+    return {name: struct.unpack_from("<" + fmt, raw, o)[0] for name, o, fmt in CONTEXT_FIELDS}
+
+
+def scan_kdbg_phys(read_phys, ranges):
+    """Plain KDDEBUGGER_DATA64 headers in physical memory, as a scanner such as
+    Volatility's finds them: 'KDBG' at +0x10, then [(pa of the block, KernBase)]
+    for those whose KernBase (+0x18) is a kernel-space address."""
+    hits = []
+    for start, size in ranges:
+        for pa in range(start, start + size, PAGE):
+            page = read_phys(pa, PAGE)
+            if page is None:
+                continue
+            i = page.find(KDBG_TAG)
+            while i >= 0:
+                if 0x10 <= i <= PAGE - 0x10:
+                    kern = struct.unpack_from("<Q", page, i + 8)[0]
+                    if kern >> 47 == 0x1FFFF:
+                        hits.append((pa + i - 0x10, kern))
+                i = page.find(KDBG_TAG, i + 1)
+    return hits
 
 
 def load_isf(path):
@@ -443,6 +488,13 @@ class WinReader:
 
     def number_processors(self):
         return self.u32(self.symbol("KeNumberProcessors"))
+
+    def bugcheck_data(self):
+        base = self.symbol("KiBugCheckData")
+        return [self.u64(base + 8 * i) for i in range(5)]
+
+    def context(self, va):
+        return parse_context(self.read_virt(va, CONTEXT_SIZE))
 
     def prcbs(self):
         n = self.number_processors()
