@@ -81,8 +81,10 @@ static void pe_header(u64 pa, u64 base, u32 size, u32 ts)
     put64(oh, 24, base);    /* ImageBase */
     put32(oh, 32, 0x1000);  /* SectionAlignment */
     put32(oh, 36, 0x200);   /* FileAlignment */
-    put16(oh, 40, 10);      /* OS version 10.0 */
-    put16(oh, 48, 10);      /* subsystem version */
+    put16(oh, 40, (u16)off("ver:major")); /* OperatingSystemVersion */
+    put16(oh, 42, (u16)off("ver:minor"));
+    put16(oh, 48, (u16)off("ver:major")); /* SubsystemVersion */
+    put16(oh, 50, (u16)off("ver:minor"));
     put32(oh, 56, size);    /* SizeOfImage */
     put32(oh, 60, 0x400);   /* SizeOfHeaders */
     put16(oh, 68, 1);       /* Subsystem: native */
