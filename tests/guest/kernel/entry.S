@@ -197,6 +197,21 @@ rtl_capture_context:
         mov     0x78(%rcx), %rax
         ret
 
+/* The image's KiSaveProcessorControlState jumps here (RCX = &Prcb->
+ * ProcessorState, Windows x64 ABI): save_control_state in C, keeping RSI
+ * and RDI, which that ABI preserves and System V does not. */
+        .globl ki_save_control_state
+ki_save_control_state:
+        push    %rsi
+        push    %rdi
+        mov     %rcx, %rdi
+        sub     $8, %rsp
+        call    save_control_state
+        add     $8, %rsp
+        pop     %rdi
+        pop     %rsi
+        ret
+
 /* call_ms_abi(target, code, p1, p2, p3, p4): call a Windows x64 function
  * with five arguments (P4 on the stack) and a NULL sixth (trap frame). */
         .globl call_ms_abi

@@ -96,6 +96,7 @@ void kuser_build(u64 kuser_pa);
 void modules_build(void);
 void kdata_finish(void); /* KiProcessorBlock, KeNumberProcessors, ..., the KDBG (encoded last) */
 void kibugcheckdata_fill(u64 code, const u64 p[4]);
+void save_control_state(u64 state); /* KiSaveProcessorControlState(&Prcb->ProcessorState) */
 
 /* hw.c */
 void lapic_timer_start(void);
@@ -111,6 +112,7 @@ extern volatile unsigned ap_booting;
 extern char ap_tramp_start[], ap_tramp_end[], ap_tramp_cr3[], ap_tramp_stack[], ap_tramp_entry[];
 void kebugcheck2_entry(void);
 void rtl_capture_context(void);
+void ki_save_control_state(void);
 void isr_common(void);
 void call_ms_abi(u64 target, u64 code, u64 p1, u64 p2, u64 p3, u64 p4);
 void reload_segments(void);

@@ -10,6 +10,7 @@
 #define PATCH_ISR 2
 #define PATCH_RELOC 3
 #define PATCH_CAPTURE 4
+#define PATCH_SAVECTL 5
 
 struct layout {
     const u8 *blob;

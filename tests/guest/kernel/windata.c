@@ -234,3 +234,44 @@ void kibugcheckdata_fill(u64 code, const u64 p[4])
     for (int i = 0; i < 4; i++)
         put64(va, 8 * (i + 1), p[i]);
 }
+
+/* KiSaveProcessorControlState: the control registers, descriptor tables and
+ * selectors into ProcessorState.SpecialRegisters (offsets from the ISF). */
+void save_control_state(u64 state)
+{
+    u64 sr = state + off("off:_KPROCESSOR_STATE.SpecialRegisters"), o, v;
+#define SAVE_CR(n)                                                  \
+    if ((o = opt("off:_KSPECIAL_REGISTERS.Cr" #n)) != LAYOUT_ABSENT) { \
+        __asm__ volatile("mov %%cr" #n ", %0" : "=r"(v));           \
+        put64(sr, o, v);                                            \
+    }
+    SAVE_CR(0)
+    SAVE_CR(2)
+    SAVE_CR(3)
+    SAVE_CR(4)
+    SAVE_CR(8)
+#undef SAVE_CR
+    struct __attribute__((packed)) { u16 limit; u64 base; } d;
+    u64 lim = off("off:_KDESCRIPTOR.Limit"), base = off("off:_KDESCRIPTOR.Base");
+    if ((o = opt("off:_KSPECIAL_REGISTERS.Gdtr")) != LAYOUT_ABSENT) {
+        __asm__ volatile("sgdt %0" : "=m"(d));
+        put16(sr, o + lim, d.limit);
+        put64(sr, o + base, d.base);
+    }
+    if ((o = opt("off:_KSPECIAL_REGISTERS.Idtr")) != LAYOUT_ABSENT) {
+        __asm__ volatile("sidt %0" : "=m"(d));
+        put16(sr, o + lim, d.limit);
+        put64(sr, o + base, d.base);
+    }
+    u16 sel;
+    if ((o = opt("off:_KSPECIAL_REGISTERS.Tr")) != LAYOUT_ABSENT) {
+        __asm__ volatile("str %0" : "=r"(sel));
+        put16(sr, o, sel);
+    }
+    if ((o = opt("off:_KSPECIAL_REGISTERS.Ldtr")) != LAYOUT_ABSENT) {
+        __asm__ volatile("sldt %0" : "=r"(sel));
+        put16(sr, o, sel);
+    }
+    if ((o = opt("off:_KSPECIAL_REGISTERS.MxCsr")) != LAYOUT_ABSENT)
+        put32(sr, o, 0x1f80);
+}

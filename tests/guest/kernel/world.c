@@ -130,7 +130,8 @@ static void patch_one(u32 rva, u32 kind, void *ctx)
     }
     u64 target = kind == PATCH_BUGCHECK2 ? (u64)kebugcheck2_entry
                : kind == PATCH_ISR ? (u64)isr_common
-               : kind == PATCH_CAPTURE ? (u64)rtl_capture_context : 0;
+               : kind == PATCH_CAPTURE ? (u64)rtl_capture_context
+               : kind == PATCH_SAVECTL ? (u64)ki_save_control_state : 0;
     if (!target)
         panic("layout blob: unknown patch kind %u", kind);
     memcpy((void *)(W.image_pa + rva), &target, 8);
