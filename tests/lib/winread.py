@@ -13,7 +13,7 @@ It reads through any physical-memory source:
     rd.find_kdbg() -> va                      # symbol, else a 'KDBG' scan
     rd.decode_kdbg() -> dict                  # Windows 8+ decoding if encoded
     rd.processes() -> [{"PID", "PPID", "Name", "DirectoryTableBase",
-                        "CreateTime", "Peb", "EProcess"}]
+                        "CreateTime", "Peb", "EProcess", "SessionId"}]
     rd.modules() -> [{"Name", "Base", "Size", "TimeDateStamp", "FullName"}]
     rd.pe_header(va) -> {"Machine", "SizeOfImage", "TimeDateStamp", ...}
     rd.self_ref_indices(dtb=None) -> [PML4 indices that point at the PML4]
@@ -414,8 +414,18 @@ class WinReader:
                 "CreateTime": self.u64(ep + self.off(e, "CreateTime")),
                 "Peb": self.u64(ep + self.off(e, "Peb")),
                 "EProcess": ep,
+                "SessionId": self._session_id(ep),
             })
         return out
+
+    def _session_id(self, ep):
+        """MM_SESSION_SPACE.SessionId through EPROCESS.Session; None without a session."""
+        if not self.has("_EPROCESS", "Session") or not self.has("_MM_SESSION_SPACE", "SessionId"):
+            return None
+        ss = self.u64(ep + self.off("_EPROCESS", "Session"))
+        if ss == 0:
+            return None
+        return self.u32(ss + self.off("_MM_SESSION_SPACE", "SessionId"))
 
     def modules(self):
         head = self.symbol("PsLoadedModuleList")

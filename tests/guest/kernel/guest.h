@@ -9,6 +9,7 @@
 #define MAX_RAM 16
 #define MAX_PROCS 10
 #define MAX_MODS 8
+#define MAX_SESSIONS 4
 #define KUSER_SHARED_DATA 0xfffff78000000000ull
 
 struct ram_range {
@@ -42,6 +43,7 @@ struct process {
     u64 eprocess, dtb, peb, teb;
     u64 pid, ppid, session;
     u64 create_time;      /* FILETIME */
+    bool has_session;     /* EPROCESS.Session set (not System, not smss) */
     const u8 *name;
     u32 name_len;
 };
@@ -71,6 +73,7 @@ struct world {
     struct module mods[MAX_MODS];
     unsigned n_mods;
     bool kdbg_encoded;
+    u64 session_space[MAX_SESSIONS];
 };
 
 extern struct orders ord;

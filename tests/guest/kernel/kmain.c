@@ -240,7 +240,11 @@ static void print_truth_windows(void)
         kprintf("%s{\"PID\": %lu, \"PPID\": %lu, \"Name\": ", i ? ", " : "", p->pid, p->ppid);
         print_json_bytes(p->name, p->name_len);
         kprintf(", \"DirectoryTableBase\": \"0x%lx\", \"CreateTime\": %lu, \"Peb\": \"0x%lx\", "
-                "\"EProcess\": \"0x%lx\"}", p->dtb, p->create_time, p->peb, p->eprocess);
+                "\"EProcess\": \"0x%lx\", \"SessionId\": ", p->dtb, p->create_time, p->peb, p->eprocess);
+        if (p->has_session)
+            kprintf("%lu}", p->session);
+        else
+            kprintf("null}");
     }
     kprintf("], \"Modules\": [");
     for (unsigned i = 0; i < W.n_mods; i++) {

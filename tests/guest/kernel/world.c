@@ -232,6 +232,23 @@ static void make_process(struct process *p, const u8 *name, u32 name_len, bool u
     put64(e, off("off:_EPROCESS.Peb"), p->peb);
     put64(e, off("off:_EPROCESS.Pcb.DirectoryTableBase"), p->dtb);
     put64(e, off("off:_EPROCESS.CreateTime"), p->create_time);
+    u64 o = layout_get(&W.lay, "off:_EPROCESS.ActiveThreads");
+    if (o != LAYOUT_ABSENT)
+        put32(e, o, 1);
+    /* Session: none for System and smss, else the session's MM_SESSION_SPACE. */
+    o = layout_get(&W.lay, "off:_EPROCESS.Session");
+    u64 sid_off = layout_get(&W.lay, "off:_MM_SESSION_SPACE.SessionId");
+    u64 ss_size = layout_get(&W.lay, "size:_MM_SESSION_SPACE");
+    p->has_session = user && p->pid != W.extra[0].pid && o != LAYOUT_ABSENT &&
+                     sid_off != LAYOUT_ABSENT && ss_size != LAYOUT_ABSENT && ss_size <= 0x8000 &&
+                     p->session < MAX_SESSIONS;
+    if (p->has_session) {
+        if (!W.session_space[p->session]) {
+            W.session_space[p->session] = pool_alloc(ss_size, 64);
+            put32(W.session_space[p->session], sid_off, (u32)p->session);
+        }
+        put64(e, o, W.session_space[p->session]);
+    }
     u64 links = layout_get(&W.lay, "off:_EPROCESS.ActiveProcessLinks");
     u64 head = layout_get(&W.lay, "sym:PsActiveProcessHead");
     if (links != LAYOUT_ABSENT && head != LAYOUT_ABSENT && p->pid != 0) {
