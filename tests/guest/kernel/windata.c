@@ -167,7 +167,6 @@ static u64 image_var(const char *sym)
     return rva == LAYOUT_ABSENT ? 0 : W.image_pa + rva;
 }
 
-static u64 rol64(u64 v, unsigned n) { n &= 63; return n ? (v << n) | (v >> (64 - n)) : v; }
 static u64 ror64(u64 v, unsigned n) { n &= 63; return n ? (v >> n) | (v << (64 - n)) : v; }
 
 void kdata_finish(void)
@@ -218,7 +217,6 @@ void kdata_finish(void)
         v = never ^ ror64(flag_va ^ __builtin_bswap64(always ^ v), (unsigned)(never & 63));
         *(volatile u64 *)(kd + 8 * i) = v;
     }
-    (void)rol64;
     *(volatile u8 *)flag = 1;
     W.kdbg_encoded = true;
 }
