@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <fnmatch.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -35,6 +36,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "plugins/bsodmon/bsodmon.h"
+#include "vmi/qemu/guardian.h"
 #include "vmi/qemu/lvhost.h"
 #include "vmi/qemu/qemu.h"
 
@@ -67,6 +69,7 @@ struct host {
     int wait_windows_s;
     bool panics_only;            /* no plugin armed: GUEST_PANICKED only, no monitor command */
     struct lvhost *lv;
+    struct guardian guardian;    /* one for every domain */
     int sigfd;
     int ended_fd;                /* eventfd: some watcher thread ended */
     pthread_mutex_t lock;
@@ -149,6 +152,7 @@ static struct slot *find(struct host *h, const char *uuid)
 static void start_slot(struct host *h, struct slot *s)
 {
     s->cfg = *h->base;
+    s->cfg.guardian = &h->guardian;
     snprintf(s->cfg.route.target, sizeof s->cfg.route.target, "%s", s->uuid);
     snprintf(s->cfg.route.uri, sizeof s->cfg.route.uri, "%s", h->uri);
     s->cfg.route.via = QEMU_VIA_LIBVIRT;
@@ -348,6 +352,10 @@ int monitor_run_host(const struct monitor_config *cfg, const char *uri, const ch
         bm_log("no plugin enabled: reporting only the panics QEMU reports (GUEST_PANICKED); no "
                "domain is attached to or tainted");
     pthread_mutex_init(&h.lock, NULL);
+    /* Every thread parses a profile at attach (megabytes, freed at once):
+     * in glibc's per-thread arenas that memory would stay resident, once
+     * per domain. One arena, trimmed after each attach (monitor.c). */
+    mallopt(M_ARENA_MAX, 1);
     int rc = 1;
     sigset_t set;
     sigemptyset(&set);
@@ -371,6 +379,10 @@ int monitor_run_host(const struct monitor_config *cfg, const char *uri, const ch
         }
     }
     struct bm_err err = BM_ERR_INIT;
+    if (guardian_spawn(&h.guardian, &err) < 0) {
+        bm_log("%s", bm_err_msg(&err));
+        return 1;
+    }
     h.lv = lvhost_new(uri, &host_ops, &h, &err);
     if (h.lv == NULL || lvhost_watch_fd(h.lv, h.sigfd, &err) < 0 ||
         lvhost_watch_fd(h.lv, h.ended_fd, &err) < 0 || lvhost_run(h.lv, &err) < 0)
@@ -392,6 +404,7 @@ int monitor_run_host(const struct monitor_config *cfg, const char *uri, const ch
         close(s->stop_fd);
     }
     lvhost_free(h.lv);
+    guardian_end(&h.guardian, true);
     close(h.sigfd);
     close(h.ended_fd);
     return rc;

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <json-c/json.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -151,7 +152,8 @@ static int attach(struct monitor *m, struct bm_err *err)
     const struct monitor_config *cfg = m->cfg;
     struct vmi_qemu_opts qo = { .route = &cfg->route,
                                 .software_breakpoints = cfg->software_breakpoints,
-                                .memory_access = cfg->memory_access };
+                                .memory_access = cfg->memory_access,
+                                .guardian = cfg->guardian };
     if (vmi_qemu_open(&m->vmi, &qo, err) < 0)
         return -1;
     m->attached = true;
@@ -172,6 +174,9 @@ static int attach(struct monitor *m, struct bm_err *err)
     vmi_qemu_release_monitor(&m->vmi);
     if (win_kernel_symbols(&m->vmi, &m->kernel, cfg->profile, cfg->symbols_dir, err) < 0)
         return -1;
+    /* Loading the profile used megabytes that are free again: give them
+     * back rather than keep them resident while armed (for weeks). */
+    malloc_trim(0);
     say(m, "ntoskrnl at %#" PRIx64 ", %s %s", m->kernel.base, m->kernel.pdb_name,
         m->kernel.pdb_guid);
     if (m->kernel.has_profile)

@@ -31,6 +31,7 @@ struct monitor_config {
     const char *memory_access;   /* --memory-access, NULL: fastest */
     bool plugin_enabled[8];      /* by plugin_registry index (-a/-x) */
     struct plugin_options plugin_opts;
+    struct guardian *guardian;   /* host mode: one guardian process for all; NULL: own */
 };
 
 /* Returns the process exit code. Errors are printed on stderr. */

@@ -2,14 +2,20 @@
  *
  * QEMU neither removes breakpoints nor resumes the guest when its GDB client
  * dies (measured on 7.2): a breakpoint left on KeBugCheck2 would freeze the
- * guest at its next bug check with nobody listening. So at attach we fork a
- * small process that waits on a pipe from bsodmon. A clean detach writes 'D'
- * and the guardian exits quietly. If bsodmon dies any other way (SIGKILL, out
- * of memory, a crash) the pipe reaches EOF with no 'D', and the guardian
- * reconnects to the stub (a new client's '?' clears every breakpoint),
- * detaches (which resumes the guest), closes the stub through the monitor
- * (QMP, or libvirt: the route is plain data, opened anew here) and removes
- * the private socket directory.
+ * guest at its next bug check with nobody listening. So a small process
+ * (this program, exec'ed) waits on a pipe from bsodmon, which tells it of
+ * each attach ("arm": the route, the stub socket, the private directory)
+ * and each clean detach ("disarm"). If bsodmon dies any other way (SIGKILL,
+ * out of memory, a crash) the pipe reaches EOF with attaches still armed,
+ * and for each the guardian reconnects to the stub (a new client's '?'
+ * clears every breakpoint), detaches (which resumes the guest), closes the
+ * stub through the monitor (QMP, or libvirt: the route is plain data,
+ * opened anew here) and removes the private socket directory. A detach
+ * that failed asks for the same at once ("clean"). One guardian serves one
+ * VM, or every domain of the host mode.
+ *
+ * The pipe carries records of NUL-terminated fields: "A", id, via, target,
+ * uri, stub, dir; "D", id; "C", id. Each is written whole under a lock.
  */
 #include "vmi/qemu/guardian.h"
 
@@ -18,6 +24,9 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -122,8 +131,49 @@ static void clean_up(const struct qemu_route *route, const char *stub_path, cons
         rmdir(dir);
 }
 
-static void guardian_main(int rfd, const struct qemu_route *route, const char *stub_path,
-                          const char *dir)
+#define GUARDIAN_MAX_ARMED 512
+#define GUARDIAN_RECORD_MAX (8 + 3 * PATH_MAX + LV_URI_MAX + 64)
+
+struct armed {
+    unsigned id;
+    struct qemu_route route;
+    char stub[PATH_MAX];
+    char dir[PATH_MAX];
+};
+
+/* The guardian's own end: records in, one at a time. */
+struct reader {
+    int fd;
+    char buf[GUARDIAN_RECORD_MAX];
+    size_t len;
+};
+
+/* Next field; NULL at EOF (or a broken record). */
+static const char *next_field(struct reader *r, char *out, size_t cap)
+{
+    for (;;) {
+        char *nul = memchr(r->buf, '\0', r->len);
+        if (nul != NULL) {
+            size_t n = (size_t)(nul - r->buf);
+            if (n >= cap)
+                return NULL;
+            memcpy(out, r->buf, n + 1);
+            memmove(r->buf, nul + 1, r->len - n - 1);
+            r->len -= n + 1;
+            return out;
+        }
+        if (r->len == sizeof r->buf)
+            return NULL;
+        ssize_t k = read(r->fd, r->buf + r->len, sizeof r->buf - r->len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return NULL;
+        r->len += (size_t)k;
+    }
+}
+
+static void guardian_main(int rfd)
 {
     /* Never hold the caller's pipes open (a reader waiting for EOF on
      * bsodmon's stdout would wait for us), and ignore terminal signals:
@@ -143,14 +193,38 @@ static void guardian_main(int rfd, const struct qemu_route *route, const char *s
     signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     setsid();
-    char c = 0;
-    ssize_t n;
-    do
-        n = read(rfd, &c, 1);
-    while (n < 0 && errno == EINTR);
-    if (n == 1 && c == 'D')
-        _exit(0);
-    clean_up(route, stub_path, dir);
+    static struct reader r;
+    static struct armed a[GUARDIAN_MAX_ARMED];
+    size_t n = 0;
+    r.fd = rfd;
+    char op[4], id[16], via[16];
+    while (next_field(&r, op, sizeof op) != NULL && next_field(&r, id, sizeof id) != NULL) {
+        unsigned v = (unsigned)strtoul(id, NULL, 10);
+        if (strcmp(op, "A") == 0) {
+            struct armed e = { .id = v };
+            if (next_field(&r, via, sizeof via) == NULL ||
+                next_field(&r, e.route.target, sizeof e.route.target) == NULL ||
+                next_field(&r, e.route.uri, sizeof e.route.uri) == NULL ||
+                next_field(&r, e.stub, sizeof e.stub) == NULL ||
+                next_field(&r, e.dir, sizeof e.dir) == NULL)
+                break;
+            e.route.via = strcmp(via, "libvirt") == 0 ? QEMU_VIA_LIBVIRT : QEMU_VIA_QMP;
+            if (n < GUARDIAN_MAX_ARMED)
+                a[n++] = e;
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (a[i].id != v)
+                continue;
+            if (strcmp(op, "C") == 0)
+                clean_up(&a[i].route, a[i].stub, a[i].dir);
+            a[i] = a[--n];
+            break;
+        }
+    }
+    /* EOF: bsodmon is gone. Whatever is still armed is ours to undo. */
+    for (size_t i = 0; i < n; i++)
+        clean_up(&a[i].route, a[i].stub, a[i].dir);
     _exit(0);
 }
 
@@ -159,8 +233,7 @@ static void guardian_main(int rfd, const struct qemu_route *route, const char *s
  * child that inherited them locked would hang exactly when it is needed).
  * Between fork and exec only async-signal-safe calls; an exec that fails is
  * reported through a close-on-exec pipe. */
-int guardian_start(struct guardian *g, const struct qemu_route *route, const char *stub_path,
-                   const char *dir, struct bm_err *err)
+int guardian_spawn(struct guardian *g, struct bm_err *err)
 {
     int p[2], ex[2];
     if (pipe2(p, O_CLOEXEC) < 0)
@@ -172,11 +245,7 @@ int guardian_start(struct guardian *g, const struct qemu_route *route, const cha
     }
     char fdarg[16];
     snprintf(fdarg, sizeof fdarg, "%d", p[0]);
-    char *const argv[] = {
-        (char *)"bsodmon", (char *)GUARDIAN_ARG, fdarg,
-        (char *)(route->via == QEMU_VIA_LIBVIRT ? "libvirt" : "qmp"),
-        (char *)route->target, (char *)route->uri, (char *)stub_path, (char *)dir, NULL,
-    };
+    char *const argv[] = { (char *)"bsodmon", (char *)GUARDIAN_ARG, fdarg, NULL };
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -211,40 +280,83 @@ int guardian_start(struct guardian *g, const struct qemu_route *route, const cha
     }
     g->pid = pid;
     g->fd = p[1];
+    atomic_init(&g->next_id, 0);
+    pthread_mutex_init(&g->lock, NULL);
     return 0;
 }
+
+static int send_record(struct guardian *g, const char *const *fields, size_t nf,
+                       struct bm_err *err)
+{
+    char rec[GUARDIAN_RECORD_MAX];
+    size_t len = 0;
+    for (size_t i = 0; i < nf; i++) {
+        size_t l = strlen(fields[i]);
+        if (len + l + 1 > sizeof rec)
+            return bm_err_set(err, "guardian record too long");
+        memcpy(rec + len, fields[i], l + 1);
+        len += l + 1;
+    }
+    pthread_mutex_lock(&g->lock);
+    int rc = 0;
+    for (size_t off = 0; off < len && rc == 0;) {
+        ssize_t w = g->fd < 0 ? -1 : write(g->fd, rec + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            rc = bm_err_sys(err, errno, "telling the guardian process");
+        else
+            off += (size_t)w;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+int guardian_arm(struct guardian *g, const struct qemu_route *route, const char *stub_path,
+                 const char *dir, unsigned *id, struct bm_err *err)
+{
+    *id = atomic_fetch_add(&g->next_id, 1) + 1;
+    char ids[16];
+    snprintf(ids, sizeof ids, "%u", *id);
+    const char *f[] = { "A", ids, route->via == QEMU_VIA_LIBVIRT ? "libvirt" : "qmp",
+                        route->target, route->uri, stub_path, dir };
+    return send_record(g, f, 7, err);
+}
+
+static void send_id(struct guardian *g, const char *op, unsigned id)
+{
+    char ids[16];
+    snprintf(ids, sizeof ids, "%u", id);
+    const char *f[] = { op, ids };
+    struct bm_err ignored = BM_ERR_INIT;
+    send_record(g, f, 2, &ignored);
+}
+
+void guardian_disarm(struct guardian *g, unsigned id) { send_id(g, "D", id); }
+void guardian_clean(struct guardian *g, unsigned id) { send_id(g, "C", id); }
 
 int guardian_exec_main(int argc, char **argv)
 {
-    if (argc != 8 || strcmp(argv[1], GUARDIAN_ARG) != 0) {
+    char *end;
+    long fd = argc == 3 ? strtol(argv[2], &end, 10) : -1;
+    if (argc != 3 || strcmp(argv[1], GUARDIAN_ARG) != 0 || *end != '\0' || fd < 3 || fd > 65535) {
         fprintf(stderr, "bsodmon: %s is for bsodmon's own use\n", GUARDIAN_ARG);
         return 1;
     }
-    char *end;
-    long fd = strtol(argv[2], &end, 10);
-    struct qemu_route route = { 0 };
-    route.via = strcmp(argv[3], "libvirt") == 0 ? QEMU_VIA_LIBVIRT : QEMU_VIA_QMP;
-    if (*end != '\0' || fd < 3 || fd > 65535 || strlen(argv[4]) >= sizeof route.target ||
-        strlen(argv[5]) >= sizeof route.uri) {
-        fprintf(stderr, "bsodmon: %s: bad arguments\n", GUARDIAN_ARG);
-        return 1;
-    }
-    memcpy(route.target, argv[4], strlen(argv[4]) + 1);
-    memcpy(route.uri, argv[5], strlen(argv[5]) + 1);
-    guardian_main((int)fd, &route, argv[6], argv[7]);
+    guardian_main((int)fd);
     return 0;
 }
 
-void guardian_release(struct guardian *g)
+void guardian_end(struct guardian *g, bool wait)
 {
     if (g->fd < 0)
         return;
-    ssize_t n;
-    do
-        n = write(g->fd, "D", 1);
-    while (n < 0 && errno == EINTR);
+    pthread_mutex_lock(&g->lock);
     close(g->fd);
     g->fd = -1;
+    pthread_mutex_unlock(&g->lock);
+    if (!wait)
+        return;
     int st;
     while (waitpid(g->pid, &st, 0) < 0 && errno == EINTR)
         ;

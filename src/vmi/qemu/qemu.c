@@ -58,7 +58,10 @@ struct qemu_be {
     pid_t pid;
     unsigned nvcpu;
     struct qemu_ram ram;
-    struct guardian guardian;
+    struct guardian own_guardian;   /* when no shared one was given */
+    struct guardian *guardian;      /* NULL until armed */
+    unsigned guard_id;
+    bool guarded;                   /* armed with the guardian, not yet disarmed */
     bool sw_bp;
     bool running;
     /* Someone else stopped the VM (an unsolicited stop reply): it may have
@@ -418,8 +421,12 @@ static int be_detach(void *be, bool leave_paused, struct bm_err *err)
         rmdir(q->dir);
     /* Let the guardian go once no breakpoint of ours can be left (or QEMU
      * is gone, taking them with it). */
-    if (rc == 0 || !alive)
-        guardian_release(&q->guardian);
+    if ((rc == 0 || !alive) && q->guarded) {
+        guardian_disarm(q->guardian, q->guard_id);
+        q->guarded = false;
+    }
+    if (q->guardian == &q->own_guardian && !q->guarded)
+        guardian_end(&q->own_guardian, true);
     return alive ? rc : 0;
 }
 
@@ -430,11 +437,13 @@ static void be_close(void *be)
         return;
     be_detach(q, false, NULL);
     qemu_ram_close(&q->ram);
-    if (q->guardian.fd >= 0) {
-        /* Detach failed: leave the guardian to clean up after we exit. */
-        close(q->guardian.fd);
-        q->guardian.fd = -1;
+    if (q->guarded) {
+        /* Detach failed: the guardian undoes the attach. */
+        guardian_clean(q->guardian, q->guard_id);
+        q->guarded = false;
     }
+    if (q->guardian == &q->own_guardian)
+        guardian_end(&q->own_guardian, false);
     free(q);
 }
 
@@ -515,7 +524,7 @@ int vmi_qemu_open(struct vmi *v, const struct vmi_qemu_opts *opts, struct bm_err
         return bm_err_set(err, "out of memory");
     q->stop_vcpu = -1;
     q->regs_vcpu = -1;
-    q->guardian.fd = -1;
+    q->own_guardian.fd = -1;
     q->ram.shm_fd = -1;
     q->sw_bp = opts->software_breakpoints;
     q->route = *opts->route;
@@ -550,8 +559,12 @@ int vmi_qemu_open(struct vmi *v, const struct vmi_qemu_opts *opts, struct bm_err
         bm_err_set(err, "the GDB stub lists %u vCPUs, QMP %zu", q->nvcpu, ncpu);
         goto fail;
     }
-    if (guardian_start(&q->guardian, &q->route, q->stub_path, q->dir, err) < 0)
+    if (opts->guardian == NULL && guardian_spawn(&q->own_guardian, err) < 0)
         goto fail;
+    q->guardian = opts->guardian != NULL ? opts->guardian : &q->own_guardian;
+    if (guardian_arm(q->guardian, &q->route, q->stub_path, q->dir, &q->guard_id, err) < 0)
+        goto fail;
+    q->guarded = true;
     if (qemu_ram_open(&q->ram, q->chan, q->pid, q->rsp, opts->memory_access, err) < 0)
         goto fail;
     v->ops = &qemu_ops;

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "base/err.h"
+#include "vmi/qemu/guardian.h"
 #include "vmi/qemu/route.h"
 #include "vmi/vmi.h"
 
@@ -14,6 +15,7 @@ struct vmi_qemu_opts {
     const struct qemu_route *route;   /* the VM (route.h) */
     bool software_breakpoints;  /* Z0 instead of Z1: patches guest memory */
     const char *memory_access;  /* NULL (fastest), "shm", "process", "gdbstub" */
+    struct guardian *guardian;  /* a shared guardian process (host mode), or NULL: our own */
 };
 
 /* Attach; the guest is left stopped (the caller arms and resumes it). */
