@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "monitor/monitor.h"
+#include "vmi/qemu/guardian.h"
+#include "vmi/qemu/libvirt.h"
 #include "plugins/plugin.h"
 #ifdef ENABLE_PLUGIN_BSODMON
 #include "plugins/bsodmon/bugcheck.h"
@@ -29,6 +31,12 @@ static void usage(FILE *f)
         "  -c, --connect URI          libvirt connection for a DOMAIN (default:\n"
         "                             $LIBVIRT_DEFAULT_URI, else qemu:///system); libvirt\n"
         "                             marks the domain 'tainted: custom-monitor'\n"
+        "The whole host, instead of -d (libvirt):\n"
+        "  --all-domains              watch every running domain of -c URI and each one\n"
+        "                             as it starts; events gain Domain and DomainUUID\n"
+        "  --domains GLOB             only the domains whose name matches GLOB\n"
+        "  --wait-windows SECONDS     how long a domain may run without an x64 kernel\n"
+        "                             before it is left alone (default 600)\n"
         "Symbols (optional; without them the process fields are unavailable):\n"
         "  -r FILE                    kernel profile: Volatility 3 ISF (.json, .json.xz,\n"
         "                             .json.gz) or Rekall JSON\n"
@@ -68,6 +76,37 @@ static void usage(FILE *f)
         "Exit codes: 0 success, 1 failure, 10 bug check seen with -b, 11 VM gone.\n");
 }
 
+static int parse_seconds(const char *opt, const char *s, int *out);
+
+/* --all-domains: what makes sense for one VM only is refused, saying what
+ * to use instead. */
+static int run_host(struct monitor_config *cfg, const char *target, const char *uri,
+                    const char *glob, int wait_windows)
+{
+    const char *bad = NULL;
+    if (target != NULL)
+        bad = "-d names one VM; --all-domains watches every domain (narrow it with --domains GLOB)";
+#ifdef ENABLE_PLUGIN_BSODMON
+    else if (cfg->plugin_opts.bsodmon_abort)
+        bad = "-b (exit at the first bug check) makes no sense for a whole host: read the event "
+              "lines (each names its Domain), or run one bsodmon -d DOMAIN -b per VM";
+#endif
+    else if (cfg->info)
+        bad = "--info is for one VM: bsodmon -d DOMAIN --info";
+#ifdef ENABLE_PLUGIN_BSODMON
+    else if (cfg->plugin_opts.crashdump_dir != NULL)
+        bad = "--crashdump-dir is not available with --all-domains yet: run bsodmon -d DOMAIN "
+              "--crashdump-dir DIR for a VM whose memory you want";
+#endif
+    else if (cfg->timeout_s > 0 || cfg->wait_stop_s > 0)
+        bad = "-t and --wait-stop-plugins are for one VM; the host mode runs until SIGTERM";
+    if (bad != NULL) {
+        fprintf(stderr, "bsodmon: %s\n", bad);
+        return MONITOR_EXIT_FAIL;
+    }
+    return monitor_run_host(cfg, uri != NULL ? uri : lv_default_uri(), glob, wait_windows);
+}
+
 static int parse_seconds(const char *opt, const char *s, int *out)
 {
     char *end;
@@ -105,19 +144,27 @@ static int select_plugin(struct monitor_config *cfg, const char *name, bool only
 
 enum {
     OPT_SYMBOLS_DIR = 256, OPT_WAIT_STOP, OPT_INFO, OPT_SW_BP, OPT_MEM_ACCESS, OPT_VERSION,
-    OPT_IGNORE_STOP, OPT_CRASHDUMP_DIR, OPT_LIST_BUGCHECKS,
+    OPT_IGNORE_STOP, OPT_CRASHDUMP_DIR, OPT_LIST_BUGCHECKS, OPT_ALL_DOMAINS, OPT_DOMAINS,
+    OPT_WAIT_WINDOWS,
 };
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], GUARDIAN_ARG) == 0)
+        return guardian_exec_main(argc, argv);
     static struct monitor_config cfg;
     cfg.format = OUTPUT_FORMAT_DEFAULT;
     for (size_t i = 0; plugin_registry[i] != NULL; i++)
         cfg.plugin_enabled[i] = true;
     bool any_a = false;
-    const char *target = NULL, *uri = NULL;
+    const char *target = NULL, *uri = NULL, *glob = NULL;
+    bool all_domains = false;
+    int wait_windows = 600;
     static const struct option longopts[] = {
         { "connect", required_argument, NULL, 'c' },
+        { "all-domains", no_argument, NULL, OPT_ALL_DOMAINS },
+        { "domains", required_argument, NULL, OPT_DOMAINS },
+        { "wait-windows", required_argument, NULL, OPT_WAIT_WINDOWS },
         { "symbols-dir", required_argument, NULL, OPT_SYMBOLS_DIR },
         { "wait-stop-plugins", required_argument, NULL, OPT_WAIT_STOP },
         { "info", no_argument, NULL, OPT_INFO },
@@ -142,6 +189,12 @@ int main(int argc, char **argv)
         switch (c) {
         case 'd': target = optarg; break;
         case 'c': uri = optarg; break;
+        case OPT_ALL_DOMAINS: all_domains = true; break;
+        case OPT_DOMAINS: glob = optarg; break;
+        case OPT_WAIT_WINDOWS:
+            if (parse_seconds("--wait-windows", optarg, &wait_windows) < 0)
+                return MONITOR_EXIT_FAIL;
+            break;
         case 'r': cfg.profile = optarg; break;
         case OPT_SYMBOLS_DIR: cfg.symbols_dir = optarg; break;
         case 'o':
@@ -196,17 +249,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "bsodmon: unexpected argument '%s'\nTry 'bsodmon --help'.\n", argv[optind]);
         return MONITOR_EXIT_FAIL;
     }
+    if (cfg.profile != NULL && cfg.symbols_dir != NULL) {
+        fprintf(stderr, "bsodmon: give -r or --symbols-dir, not both\n");
+        return MONITOR_EXIT_FAIL;
+    }
+    if (all_domains)
+        return run_host(&cfg, target, uri, glob, wait_windows);
+    if (glob != NULL) {
+        fprintf(stderr, "bsodmon: --domains goes with --all-domains\n");
+        return MONITOR_EXIT_FAIL;
+    }
     if (target == NULL) {
-        fprintf(stderr, "bsodmon: -d QMP_SOCKET|DOMAIN is required\nTry 'bsodmon --help'.\n");
+        fprintf(stderr, "bsodmon: -d QMP_SOCKET|DOMAIN (or --all-domains) is required\n"
+                        "Try 'bsodmon --help'.\n");
         return MONITOR_EXIT_FAIL;
     }
     struct bm_err rerr = BM_ERR_INIT;
     if (qemu_route_parse(&cfg.route, target, uri, &rerr) < 0) {
         fprintf(stderr, "bsodmon: %s\n", bm_err_msg(&rerr));
-        return MONITOR_EXIT_FAIL;
-    }
-    if (cfg.profile != NULL && cfg.symbols_dir != NULL) {
-        fprintf(stderr, "bsodmon: give -r or --symbols-dir, not both\n");
         return MONITOR_EXIT_FAIL;
     }
 #ifdef ENABLE_PLUGIN_BSODMON

@@ -9,6 +9,7 @@
 #include "monitor/monitor.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <json-c/json.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "base/util.h"
 #include "vmi/qemu/qemu.h"
 #include "win/wincore.h"
@@ -35,11 +37,12 @@ struct trap {
 
 struct monitor {
     const struct monitor_config *cfg;
+    struct monitor_ctl *ctl;         /* host mode; NULL for one VM */
     struct vmi vmi;
     bool attached;
     struct win_kernel kernel;
     struct plugin_host host;
-    int sigfd;
+    int sigfd;                  /* a signalfd, or (host mode) ctl->stop_fd */
     volatile int interrupted;
     struct trap traps[MAX_TRAPS];
     size_t ntraps;
@@ -57,9 +60,7 @@ static void say(const struct monitor *m, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    fputs("bsodmon: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    bm_vlog(fmt, ap);
     va_end(ap);
 }
 
@@ -84,6 +85,13 @@ static int signals_open(struct monitor *m, struct bm_err *err)
 static void check_signals(struct plugin_host *host)
 {
     struct monitor *m = host->monitor;
+    if (m->ctl != NULL) {
+        /* The supervisor's eventfd stays readable once written. */
+        struct pollfd p = { m->sigfd, POLLIN, 0 };
+        if (poll(&p, 1, 0) == 1)
+            m->interrupted = SIGTERM;
+        return;
+    }
     struct signalfd_siginfo si;
     while (read(m->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
         m->interrupted = (int)si.ssi_signo;
@@ -116,7 +124,24 @@ static int host_remove_trap(struct plugin_host *host, uint64_t va, struct bm_err
 
 static uint64_t host_next_uid(struct plugin_host *host)
 {
-    return ++((struct monitor *)host->monitor)->event_uid;
+    struct monitor *m = host->monitor;
+    if (m->ctl != NULL && m->ctl->event_uid != NULL)
+        return atomic_fetch_add(m->ctl->event_uid, 1) + 1;
+    return ++m->event_uid;
+}
+
+static int host_emit(struct plugin_host *host, struct output_event *ev, struct bm_err *err)
+{
+    struct monitor *m = host->monitor;
+    if (m->ctl != NULL) {
+        ev->domain = m->ctl->domain;
+        ev->domain_uuid = m->ctl->domain_uuid;
+    }
+    if (output_write_event(stdout, m->cfg->format, ev, err) < 0)
+        return -1;
+    if (m->ctl != NULL && m->ctl->on_event != NULL)
+        m->ctl->on_event(m->ctl->ctx);
+    return 0;
 }
 
 /* ---- attach and discovery ------------------------------------------------------ */
@@ -152,9 +177,8 @@ static int attach(struct monitor *m, struct bm_err *err)
     if (m->kernel.has_profile)
         say(m, "profile %s", m->kernel.prof.path);
     else
-        fprintf(stderr, "bsodmon: no symbol profile (-r or --symbols-dir): KeBugCheck2 found "
-                        "from KeBugCheckEx; PID, PPID, TID, UserId and ProcessName will be "
-                        "unavailable\n");
+        bm_log("no symbol profile (-r or --symbols-dir): KeBugCheck2 found from "
+               "KeBugCheckEx; PID, PPID, TID, UserId and ProcessName will be unavailable");
     say(m, "KeBugCheck2 at %#" PRIx64 " (from %s)", m->kernel.kebugcheck2,
         m->kernel.kebugcheck2_from);
     return 0;
@@ -292,7 +316,7 @@ static int handle_events(struct monitor *m, struct bm_err *err)
         if (r == 0)
             return RUN_ON;
         if (ev.kind == VMI_EVENT_GONE) {
-            fprintf(stderr, "bsodmon: the VM is gone (powered off or QEMU exited)\n");
+            bm_log("the VM is gone (powered off or QEMU exited)");
             m->attached = false;
             vmi_close(&m->vmi);
             return MONITOR_EXIT_POWER_OFF;
@@ -360,50 +384,79 @@ static int run_loop(struct monitor *m, struct bm_err *err)
     }
 }
 
-static void monitor_init(struct monitor *m, const struct monitor_config *cfg)
+static void monitor_init(struct monitor *m, const struct monitor_config *cfg,
+                         struct monitor_ctl *ctl)
 {
     memset(m, 0, sizeof *m);
     m->cfg = cfg;
+    m->ctl = ctl;
     m->sigfd = -1;
     m->host = (struct plugin_host){
         .vmi = &m->vmi, .kernel = &m->kernel, .format = cfg->format, .opts = &cfg->plugin_opts,
         .leave_paused = cfg->leave_paused, .interrupted = &m->interrupted,
         .check_signals = check_signals, .add_trap = host_add_trap,
-        .remove_trap = host_remove_trap, .next_event_uid = host_next_uid, .monitor = m,
+        .remove_trap = host_remove_trap, .next_event_uid = host_next_uid, .emit = host_emit,
+        .monitor = m,
     };
 }
 
-int monitor_run(const struct monitor_config *cfg)
+/* Attach, watch, detach: what one VM's run is, whoever drives it. The
+ * monitor lives on the heap: it holds the kernel's parsed profile. */
+static int run_one(const struct monitor_config *cfg, struct monitor_ctl *ctl)
 {
-    static struct monitor m; /* holds the kernel's parsed profile: keep it off the stack */
-    monitor_init(&m, cfg);
+    struct monitor *mp = malloc(sizeof *mp);
+    if (mp == NULL) {
+        bm_log("out of memory");
+        return 1;
+    }
+    struct monitor *m = mp;
+    monitor_init(m, cfg, ctl);
     struct bm_err err = BM_ERR_INIT;
     int rc = 1;
-    if (signals_open(&m, &err) < 0 || attach(&m, &err) < 0)
+    if (ctl != NULL)
+        m->sigfd = ctl->stop_fd;
+    if (ctl == NULL && signals_open(m, &err) < 0)
         goto out;
+    if (attach(m, &err) < 0) {
+        if (ctl != NULL) {
+            snprintf(ctl->attach_error, sizeof ctl->attach_error, "%s", bm_err_msg(&err));
+            bm_err_clear(&err);
+        }
+        goto out;
+    }
     if (cfg->info) {
-        print_info(&m);
+        print_info(m);
         rc = 0;
         goto out;
     }
-    if (start_plugins(&m, &err) < 0 || vmi_resume(&m.vmi, &err) < 0)
+    if (start_plugins(m, &err) < 0 || vmi_resume(&m->vmi, &err) < 0)
         goto out;
-    rc = run_loop(&m, &err);
+    if (ctl != NULL)
+        ctl->armed = true;
+    rc = run_loop(m, &err);
 out:
-    if (m.attached) {
+    if (m->attached) {
         struct bm_err e2 = BM_ERR_INIT;
-        if (vmi_pause(&m.vmi, &e2) == 0)
-            stop_plugins(&m, false, &e2);
-        if (detach(&m, &e2) < 0) {
-            fprintf(stderr, "bsodmon: detaching: %s\n", bm_err_msg(&e2));
+        if (vmi_pause(&m->vmi, &e2) == 0)
+            stop_plugins(m, false, &e2);
+        if (detach(m, &e2) < 0) {
+            bm_log("detaching: %s", bm_err_msg(&e2));
             if (rc == 0)
                 rc = 1;
         }
     }
-    destroy_plugins(&m);
+    destroy_plugins(m);
     if (err.set)
-        fprintf(stderr, "bsodmon: %s\n", bm_err_msg(&err));
-    if (m.sigfd >= 0)
-        close(m.sigfd);
+        bm_log("%s", bm_err_msg(&err));
+    if (ctl == NULL && m->sigfd >= 0)
+        close(m->sigfd);
+    free(mp);
     return rc;
+}
+
+int monitor_run(const struct monitor_config *cfg) { return run_one(cfg, NULL); }
+
+int monitor_run_vm(const struct monitor_config *cfg, struct monitor_ctl *ctl)
+{
+    return run_one(cfg, ctl);
 }

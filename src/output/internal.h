@@ -50,7 +50,7 @@ struct item {
     size_t len;
 };
 
-#define OUTPUT_ITEMS_MAX (10 + OUTPUT_FIELDS_MAX)   /* TimeStamp .. CR3 + fields */
+#define OUTPUT_ITEMS_MAX (12 + OUTPUT_FIELDS_MAX)   /* Domain .. CR3 + fields */
 
 /* How a quote character is escaped inside a quoted text string. */
 enum quote_style { QUOTE_BACKSLASH, QUOTE_DOUBLE };

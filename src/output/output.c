@@ -78,6 +78,12 @@ static int validate(const struct output_event *ev, struct bm_err *err)
         return bm_err_set(err, "output: %s event process name is %zu bytes, "
                           "more than %d", ev->plugin, ev->process_name_len,
                           OUTPUT_PROCNAME_MAX);
+    if (ev->domain != NULL && strnlen(ev->domain, OUTPUT_DOMAIN_MAX + 1) > OUTPUT_DOMAIN_MAX)
+        return bm_err_set(err, "output: %s event domain name is longer than %d bytes",
+                          ev->plugin, OUTPUT_DOMAIN_MAX);
+    if (ev->domain_uuid != NULL && strnlen(ev->domain_uuid, OUTPUT_TOKEN_MAX + 1) > OUTPUT_TOKEN_MAX)
+        return bm_err_set(err, "output: %s event domain UUID is longer than %d bytes",
+                          ev->plugin, OUTPUT_TOKEN_MAX);
     if (ev->method != NULL && strnlen(ev->method, OUTPUT_TOKEN_MAX + 1) > OUTPUT_TOKEN_MAX)
         return bm_err_set(err, "output: %s event method name is longer than %d "
                           "bytes", ev->plugin, OUTPUT_TOKEN_MAX);
@@ -130,6 +136,10 @@ static void add_str(struct item *items, size_t *n, const char *key,
 static size_t event_items(const struct output_event *ev, struct item *items)
 {
     size_t n = 0;
+    if (ev->domain != NULL)
+        add_str(items, &n, "Domain", ITEM_STR, ev->domain, strlen(ev->domain));
+    if (ev->domain_uuid != NULL)
+        add_str(items, &n, "DomainUUID", ITEM_TOKEN, ev->domain_uuid, strlen(ev->domain_uuid));
     items[n++] = (struct item){ .key = "TimeStamp", .kind = ITEM_TIME,
                                 .tv = &ev->timestamp };
     if (ev->has_pid)
@@ -147,8 +157,10 @@ static size_t event_items(const struct output_event *ev, struct item *items)
         add_str(items, &n, "Method", ITEM_TOKEN, ev->method, strlen(ev->method));
     if (ev->has_event_uid)
         add_num(items, &n, "EventUID", ITEM_HEX, ev->event_uid);
-    add_num(items, &n, "VCPU", ITEM_UINT, ev->vcpu);
-    add_num(items, &n, "CR3", ITEM_UINT, ev->cr3);
+    if (!ev->no_vcpu) {
+        add_num(items, &n, "VCPU", ITEM_UINT, ev->vcpu);
+        add_num(items, &n, "CR3", ITEM_UINT, ev->cr3);
+    }
     for (size_t i = 0; i < ev->nfields; i++) {
         const struct output_field *f = &ev->fields[i];
         if (f->type == OUTPUT_STR)
@@ -207,17 +219,21 @@ int output_write_event(FILE *out, enum output_format fmt,
         return -1;
     if (out == NULL)
         return bm_err_set(err, "output: no output stream given");
+    /* One line whole, whatever other threads write (the host mode). */
+    flockfile(out);
+    int rc = 0;
     errno = 0;
     if (fwrite(line, 1, n, out) != n) {
         int e = errno != 0 ? errno : EIO;
         clearerr(out);
-        return bm_err_sys(err, e, "output: writing the %s event", ev->plugin);
+        rc = bm_err_sys(err, e, "output: writing the %s event", ev->plugin);
     }
     errno = 0;
-    if (fflush(out) != 0) {
+    if (rc == 0 && fflush(out) != 0) {
         int e = errno != 0 ? errno : EIO;
         clearerr(out);
-        return bm_err_sys(err, e, "output: flushing the %s event", ev->plugin);
+        rc = bm_err_sys(err, e, "output: flushing the %s event", ev->plugin);
     }
-    return 0;
+    funlockfile(out);
+    return rc;
 }

@@ -71,12 +71,13 @@ enum output_format {
 #define OUTPUT_PROCNAME_MAX  15  /* EPROCESS.ImageFileName is UCHAR[15] */
 #define OUTPUT_STR_MAX      128  /* a plugin string field, in bytes */
 #define OUTPUT_FIELDS_MAX    16  /* plugin fields per event */
+#define OUTPUT_DOMAIN_MAX   256  /* Domain: a libvirt domain name, in bytes */
 
 /* Longest line any valid event can produce, newline and NUL included: the
  * worst case is JSON, where a byte becomes at most 6 (\u00nn). 11 is the
  * number of standard fields (Plugin .. CR3). */
 #define OUTPUT_LINE_MAX \
-    (64 + 6 * OUTPUT_PLUGIN_MAX + \
+    (64 + 6 * OUTPUT_PLUGIN_MAX + 6 * OUTPUT_DOMAIN_MAX + 64 + \
      (11 + OUTPUT_FIELDS_MAX) * (OUTPUT_KEY_MAX + 8 + 6 * OUTPUT_STR_MAX))
 
 enum output_type {
@@ -113,6 +114,10 @@ static inline struct output_field output_str(const char *name,
 
 struct output_event {
     const char *plugin;            /* "bsodmon" */
+    /* Host mode: the libvirt domain the event is from, right after Plugin
+     * (NUL-terminated; NULL: absent, as for one VM). */
+    const char *domain;            /* its name, <= OUTPUT_DOMAIN_MAX bytes */
+    const char *domain_uuid;       /* its UUID, a token */
     struct timeval timestamp;      /* host time of the trap; usec < 1000000 */
 
     bool has_pid, has_ppid, has_tid, has_user_id;
@@ -124,8 +129,9 @@ struct output_event {
     const char *method;            /* NUL-terminated; NULL: absent */
     uint64_t event_uid;
 
-    uint32_t vcpu;                 /* always present */
-    uint64_t cr3;                  /* always present */
+    uint32_t vcpu;                 /* present unless no_vcpu */
+    uint64_t cr3;                  /* present unless no_vcpu */
+    bool no_vcpu;                  /* a report that names no vCPU (GUEST_PANICKED) */
 
     const struct output_field *fields;
     size_t nfields;                /* <= OUTPUT_FIELDS_MAX */

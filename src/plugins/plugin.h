@@ -51,6 +51,10 @@ struct plugin_host {
                     struct bm_err *err);
     int (*remove_trap)(struct plugin_host *host, uint64_t va, struct bm_err *err);
     uint64_t (*next_event_uid)(struct plugin_host *host);
+    /* Write one event line (stdout, the -o format), flushed. The monitor
+     * adds what it knows that a plugin does not (which VM, in the host
+     * mode). */
+    int (*emit)(struct plugin_host *host, struct output_event *ev, struct bm_err *err);
     void *monitor;
 };
 

@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "win/callscan.h"
@@ -28,8 +29,8 @@ static int try_pointer(struct paging *pg, uint64_t ptr, struct winkernel *wk)
     return winkernel_find(paging_read_virt_cb, pg, ptr, WINKERNEL_SCAN_MAX, wk, &e);
 }
 
-int win_kernel_discover(const struct vmi *v, unsigned vcpu, struct win_kernel *k,
-                        struct bm_err *err)
+static int discover(const struct vmi *v, unsigned vcpu, struct win_kernel *k,
+                    struct winkernel *wk, struct bm_err *err)
 {
     memset(k, 0, sizeof *k);
     struct vmi_regs r;
@@ -39,8 +40,6 @@ int win_kernel_discover(const struct vmi *v, unsigned vcpu, struct win_kernel *k
     if (pg.mode != PAGING_IA32E_4 && pg.mode != PAGING_IA32E_5)
         return bm_err_set(err, "vCPU %u is not in 64-bit long mode (%s paging): no x64 Windows "
                           "kernel running", vcpu, paging_mode_name(pg.mode));
-    static struct winkernel wk; /* large (sections); one discovery at a time */
-    memset(&wk, 0, sizeof wk);
     int found = -1;
     uint64_t idt = 0;
     struct bm_err e = BM_ERR_INIT;
@@ -49,28 +48,28 @@ int win_kernel_discover(const struct vmi *v, unsigned vcpu, struct win_kernel *k
             uint8_t ent[16];
             bm_err_clear(&e);
             if (paging_read_virt(&pg, idt + idt_vectors[i] * 16, ent, sizeof ent, &e) == 0)
-                found = try_pointer(&pg, idt_handler(ent), &wk);
+                found = try_pointer(&pg, idt_handler(ent), wk);
         }
     }
     if (found < 0)
-        found = try_pointer(&pg, r.rip, &wk);
+        found = try_pointer(&pg, r.rip, wk);
     if (found < 0)
         return bm_err_set(err, "no Windows kernel found from vCPU %u (IDT at %#" PRIx64
                           ", RIP %#" PRIx64 "): is this a running x64 Windows guest?",
                           vcpu, idt, r.rip);
-    if (!wk.has_rsds)
+    if (!wk->has_rsds)
         return bm_err_set(err, "the kernel image at %#" PRIx64 " has no usable CodeView record: %s",
-                          wk.base, wk.rsds_error);
-    k->base = wk.base;
-    k->size = wk.size;
-    snprintf(k->pdb_name, sizeof k->pdb_name, "%s", wk.rsds.pdb_name);
-    memcpy(k->guid, wk.rsds.guid, sizeof k->guid);
-    k->age = wk.rsds.age;
+                          wk->base, wk->rsds_error);
+    k->base = wk->base;
+    k->size = wk->size;
+    snprintf(k->pdb_name, sizeof k->pdb_name, "%s", wk->rsds.pdb_name);
+    memcpy(k->guid, wk->rsds.guid, sizeof k->guid);
+    k->age = wk->rsds.age;
     snprintf(k->pdb_guid, sizeof k->pdb_guid, "%s-%" PRIu32, k->guid, k->age);
     /* Without symbols, KeBugCheck2 is the call target inside KeBugCheckEx. */
     struct winkernel_bugcheck bc;
     bm_err_clear(&e);
-    if (winkernel_find_bugcheck2(&wk, &bc, &e) == 0) {
+    if (winkernel_find_bugcheck2(wk, &bc, &e) == 0) {
         k->kebugcheckex = bc.kebugcheckex;
         k->kebugcheck2 = bc.kebugcheck2;
         k->kebugcheck2_from = "KeBugCheckEx call";
@@ -78,6 +77,19 @@ int win_kernel_discover(const struct vmi *v, unsigned vcpu, struct win_kernel *k
         snprintf(k->no_call_why, sizeof k->no_call_why, "%s", bm_err_msg(&e));
     }
     return 0;
+}
+
+int win_kernel_discover(const struct vmi *v, unsigned vcpu, struct win_kernel *k,
+                        struct bm_err *err)
+{
+    /* Large (its sections), and the host mode discovers in several threads
+     * at once: on the heap. */
+    struct winkernel *wk = calloc(1, sizeof *wk);
+    if (wk == NULL)
+        return bm_err_set(err, "out of memory for kernel discovery");
+    int rc = discover(v, vcpu, k, wk, err);
+    free(wk);
+    return rc;
 }
 
 int win_kernel_symbols(const struct vmi *v, struct win_kernel *k, const char *profile,

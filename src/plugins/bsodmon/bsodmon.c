@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "base/log.h"
 #include "plugins/bsodmon/bugcheck.h"
 #include "plugins/bsodmon/crashdump.h"
 #include "win/wincore.h"
@@ -26,7 +27,7 @@ struct bsodmon {
 
 static void warn(const char *what, const struct bm_err *e)
 {
-    fprintf(stderr, "bsodmon: %s: %s\n", what, bm_err_msg(e));
+    bm_log("%s: %s", what, bm_err_msg(e));
 }
 
 static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
@@ -79,7 +80,7 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         oe.has_process_name = true;
         output_set_process_name(&oe, cur.name, cur.name_len);
     }
-    if (output_write_event(stdout, host->format, &oe, &e) < 0) {
+    if (host->emit(host, &oe, &e) < 0) {
         warn("writing the event", &e);
         host->exit_code = 1;
         return PLUGIN_EXIT;
@@ -89,7 +90,7 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         c.name = name;
         rc_dump = crashdump_write(host, &c, &e);
         if (rc_dump < 0) {
-            fprintf(stderr, "bsodmon: crash dump failed: %s\n", bm_err_msg(&e));
+            bm_log("crash dump failed: %s", bm_err_msg(&e));
             bm_err_clear(&e);
         }
     }
@@ -102,6 +103,30 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         return PLUGIN_EXIT;
     }
     return PLUGIN_RESUME;
+}
+
+int bsodmon_emit_panic(struct plugin_host *host, const char *method, const uint64_t *args,
+                       struct bm_err *err)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    const char *name = args != NULL ? bugcheck_name(args[0]) : NULL;
+    struct output_field fields[6];
+    size_t n = 0;
+    if (args != NULL) {
+        fields[n++] = output_hex("BugCheckCode", args[0]);
+        fields[n++] = output_str("BugCheckName", name, strlen(name));
+        fields[n++] = output_hex("BugCheckParameter1", args[1]);
+        fields[n++] = output_hex("BugCheckParameter2", args[2]);
+        fields[n++] = output_hex("BugCheckParameter3", args[3]);
+        fields[n++] = output_hex("BugCheckParameter4", args[4]);
+    }
+    struct output_event oe = {
+        .plugin = "bsodmon", .timestamp = now, .method = method,
+        .has_event_uid = true, .event_uid = host->next_event_uid(host),
+        .no_vcpu = true, .fields = fields, .nfields = n,
+    };
+    return host->emit(host, &oe, err);
 }
 
 static int bsodmon_start(struct plugin_host *host, void **state, struct bm_err *err)

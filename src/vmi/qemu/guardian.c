@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -153,26 +154,84 @@ static void guardian_main(int rfd, const struct qemu_route *route, const char *s
     _exit(0);
 }
 
+/* The guardian is this same program, exec'ed (fork alone is not enough: in
+ * the host mode other threads may hold libvirt's locks at the fork, and a
+ * child that inherited them locked would hang exactly when it is needed).
+ * Between fork and exec only async-signal-safe calls; an exec that fails is
+ * reported through a close-on-exec pipe. */
 int guardian_start(struct guardian *g, const struct qemu_route *route, const char *stub_path,
                    const char *dir, struct bm_err *err)
 {
-    int p[2];
+    int p[2], ex[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return bm_err_sys(err, errno, "pipe for the guardian process");
+    if (pipe2(ex, O_CLOEXEC) < 0) {
+        close(p[0]);
+        close(p[1]);
+        return bm_err_sys(err, errno, "pipe for the guardian process");
+    }
+    char fdarg[16];
+    snprintf(fdarg, sizeof fdarg, "%d", p[0]);
+    char *const argv[] = {
+        (char *)"bsodmon", (char *)GUARDIAN_ARG, fdarg,
+        (char *)(route->via == QEMU_VIA_LIBVIRT ? "libvirt" : "qmp"),
+        (char *)route->target, (char *)route->uri, (char *)stub_path, (char *)dir, NULL,
+    };
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
+        int e = errno;
         close(p[0]);
         close(p[1]);
-        return bm_err_sys(err, errno, "fork of the guardian process");
+        close(ex[0]);
+        close(ex[1]);
+        return bm_err_sys(err, e, "fork of the guardian process");
     }
     if (pid == 0) {
-        close(p[1]);
-        guardian_main(p[0], route, stub_path, dir);
+        fcntl(p[0], F_SETFD, 0);
+        execv("/proc/self/exe", argv);
+        int e = errno;
+        ssize_t w = write(ex[1], &e, sizeof e);
+        (void)w;
+        _exit(127);
     }
     close(p[0]);
+    close(ex[1]);
+    int child_errno = 0;
+    ssize_t n;
+    do
+        n = read(ex[0], &child_errno, sizeof child_errno);
+    while (n < 0 && errno == EINTR);
+    close(ex[0]);
+    if (n > 0) {
+        close(p[1]);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return bm_err_sys(err, child_errno, "starting the guardian process (/proc/self/exe)");
+    }
     g->pid = pid;
     g->fd = p[1];
+    return 0;
+}
+
+int guardian_exec_main(int argc, char **argv)
+{
+    if (argc != 8 || strcmp(argv[1], GUARDIAN_ARG) != 0) {
+        fprintf(stderr, "bsodmon: %s is for bsodmon's own use\n", GUARDIAN_ARG);
+        return 1;
+    }
+    char *end;
+    long fd = strtol(argv[2], &end, 10);
+    struct qemu_route route = { 0 };
+    route.via = strcmp(argv[3], "libvirt") == 0 ? QEMU_VIA_LIBVIRT : QEMU_VIA_QMP;
+    if (*end != '\0' || fd < 3 || fd > 65535 || strlen(argv[4]) >= sizeof route.target ||
+        strlen(argv[5]) >= sizeof route.uri) {
+        fprintf(stderr, "bsodmon: %s: bad arguments\n", GUARDIAN_ARG);
+        return 1;
+    }
+    memcpy(route.target, argv[4], strlen(argv[4]) + 1);
+    memcpy(route.uri, argv[5], strlen(argv[5]) + 1);
+    guardian_main((int)fd, &route, argv[6], argv[7]);
     return 0;
 }
 

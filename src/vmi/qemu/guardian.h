@@ -25,6 +25,12 @@ int guardian_start(struct guardian *g, const struct qemu_route *route, const cha
 int stub_reset(const struct qemu_route *route, const char *stub_path, bool resume,
                struct bm_err *err);
 
+/* The guardian runs as `bsodmon GUARDIAN_ARG ...` (guardian_start execs
+ * this same program); main() hands such a command line to
+ * guardian_exec_main, which returns only if it is malformed. */
+#define GUARDIAN_ARG "--guardian-internal"
+int guardian_exec_main(int argc, char **argv);
+
 /* After a clean detach: tell the guardian to exit without touching anything. */
 void guardian_release(struct guardian *g);
 

@@ -587,3 +587,19 @@ void vmi_qemu_describe(const struct vmi *v, struct vmi_qemu_desc *d)
         .stub = q->stub_path,
     };
 }
+
+int vmi_qemu_probe_kernel(const struct qemu_route *r, struct bm_err *err)
+{
+    struct qemu_chan *c = qemu_route_open(r, r->via == QEMU_VIA_LIBVIRT ? 0 : 1000, err);
+    if (c == NULL)
+        return -1;
+    uint64_t idt = 0;
+    uint32_t limit = 0;
+    int rc = qmp_idt(c, 0, &idt, &limit, err);
+    chan_close(c);
+    if (rc < 0)
+        return -1;
+    /* An x64 kernel's IDT lies in the upper half; firmware's and a boot
+     * loader's low. */
+    return idt >= 0xffff800000000000ull ? 1 : 0;
+}

@@ -37,4 +37,10 @@ struct vmi_qemu_desc {
 };
 void vmi_qemu_describe(const struct vmi *v, struct vmi_qemu_desc *d);
 
+/* A cheap look at a VM that may not run Windows yet (firmware, boot
+ * loader): vCPU 0's IDT base through the monitor; the VM is not paused and
+ * no stub is opened. 1 when the IDT lies where an x64 kernel's does (the
+ * upper half), 0 when not, -1 on error. */
+int vmi_qemu_probe_kernel(const struct qemu_route *r, struct bm_err *err);
+
 #endif

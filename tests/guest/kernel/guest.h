@@ -24,6 +24,7 @@ struct orders {
     u8 pname[16];
     u32 pname_len;
     bool nosetup;         /* stop before building anything Windows-like */
+    bool hvcrash;         /* KeBugCheck2 also writes the Hyper-V crash MSRs (KVM, hv-crash) */
     bool work;            /* work=1: compute while waiting, print "rate N" */
     bool lie_ptloop;      /* the victim's page tables loop under its PEB */
     bool lie_thread;      /* the bug-check vCPU's CurrentThread points nowhere */
@@ -68,6 +69,7 @@ void wait_trigger(void);
 void smp_start_aps(void);
 void bluescreen(u64 code, const u64 p[4]);
 void pvpanic_signal(void);
+void hv_crash_report(u64 code, const u64 p[4]);
 extern volatile bool world_ready;
 extern volatile unsigned ap_booting;
 

@@ -189,3 +189,17 @@ void pvpanic_signal(void)
     if (caps != 0xff && (caps & 1))
         outb(PVPANIC_PORT, 1);
 }
+
+/* What Windows does when the hypervisor offers crash MSRs (Hyper-V's
+ * HV_X64_MSR_CRASH_P0..P4, then CRASH_CTL with CrashNotify): KVM hands it
+ * to QEMU, which sends GUEST_PANICKED with the five values. Only under KVM
+ * with hv-crash: anywhere else the MSRs do not exist (#GP). */
+#define HV_MSR_CRASH_P0 0x40000100u
+#define HV_MSR_CRASH_CTL 0x40000105u
+void hv_crash_report(u64 code, const u64 p[4])
+{
+    wrmsr(HV_MSR_CRASH_P0, code);
+    for (u32 i = 0; i < 4; i++)
+        wrmsr(HV_MSR_CRASH_P0 + 1 + i, p[i]);
+    wrmsr(HV_MSR_CRASH_CTL, 1ull << 63);
+}

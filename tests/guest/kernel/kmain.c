@@ -146,6 +146,8 @@ static void parse_orders(void)
             }
         } else if (word_is(w, len, "nosetup", &v, &n)) {
             ord.nosetup = true;
+        } else if (word_is(w, len, "hvcrash", &v, &n)) {
+            ord.hvcrash = true;
         } else if (word_is(w, len, "work", &v, &n)) {
             ord.work = need_u64(v, n, "work") != 0;
         } else if (word_is(w, len, "lie", &v, &n)) {
@@ -251,6 +253,8 @@ void bugcheck2_handler(u64 code, u64 p1, u64 p2, u64 p3, u64 p4, u64 trap_frame)
     u64 p[4] = { p1, p2, p3, p4 };
     bluescreen(code, p);
     kprintf("bluescreen 0x%lx 0x%lx 0x%lx 0x%lx 0x%lx\n", code, p1, p2, p3, p4);
+    if (ord.hvcrash)
+        hv_crash_report(code, p);
     pvpanic_signal();
     if (++bugchecks_done < ord.count) {
         wait_order();

@@ -17,6 +17,7 @@
 
 #include "replay.h"
 #include "vmi/qemu/libvirt.h"
+#include "vmi/qemu/lvhost.h"
 #include "vmi/qemu/qmp.h"
 
 #define MAX_REPLIES 32
@@ -235,6 +236,41 @@ static void test_chardev_text(void **state)
     assert_string_equal(p, "/d/m.sock");
 }
 
+/* GUEST_PANICKED's data as QEMU 7.2 sends it (qapi GuestPanicInformation:
+ * a "type" discriminator; hyper-v's arg1..arg5 are uint64). */
+static void test_panic_details(void **state)
+{
+    (void)state;
+    struct lvhost_panic p;
+    OK(lvhost_parse_panic("{\"action\": \"pause\", \"info\": {\"type\": \"hyper-v\", "
+                          "\"arg1\": 209, \"arg2\": 18446744073709551615, \"arg3\": 2, "
+                          "\"arg4\": 0, \"arg5\": 18446735277616529408}}", &p, E));
+    assert_string_equal(p.source, "hyper-v");
+    assert_string_equal(p.action, "pause");
+    assert_true(p.has_args);
+    assert_int_equal(p.args[0], 0xd1);
+    assert_int_equal(p.args[1], UINT64_MAX);
+    assert_int_equal(p.args[4], 0xfffff80000000000ull);
+    OK(lvhost_parse_panic("{\"action\":\"pause\"}", &p, E));   /* pvpanic: no info */
+    assert_string_equal(p.source, "pvpanic");
+    assert_false(p.has_args);
+    OK(lvhost_parse_panic(NULL, &p, E));
+    assert_string_equal(p.source, "pvpanic");
+    OK(lvhost_parse_panic("{\"info\":{\"type\":\"hyper-v\",\"arg1\":1}}", &p, E));
+    assert_false(p.has_args);          /* arg2..arg5 missing: no code made up */
+    OK(lvhost_parse_panic("{\"info\":{\"type\":\"s390\",\"core\":0}}", &p, E));
+    assert_string_equal(p.source, "s390");
+    OK(lvhost_parse_panic("{\"info\":{\"type\":\"hyper-v\",\"arg1\":\"x\",\"arg2\":1,"
+                          "\"arg3\":1,\"arg4\":1,\"arg5\":1}}", &p, E));
+    assert_false(p.has_args);
+    FAILS(lvhost_parse_panic("[1]", &p, E), "not a JSON object");
+    FAILS(lvhost_parse_panic("{\"action\":", &p, E), "not a JSON object");
+    char big[5000];
+    memset(big, ' ', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    FAILS(lvhost_parse_panic(big, &p, E), "exceed");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_hostile_replies),
         cmocka_unit_test(test_cmdline),
         cmocka_unit_test(test_chardev_text),
+        cmocka_unit_test(test_panic_details),
     };
     return cmocka_run_group_tests(tests, load, unload);
 }
