@@ -96,7 +96,12 @@ int qmp_hmp(struct qemu_chan *c, const char *cmdline, char **out,
 
 /* "  0000000000100000-0000000007ffffff (prio 0, ram): pc.ram @0000000000100000"
  * optionally followed by " KVM". Returns 1 for RAM, 0 for another type, -1
- * if the line is malformed. "@offset" is printed only when non-zero. */
+ * if the line is malformed. "@offset" is printed only when non-zero. RAM
+ * that the chipset maps read-only shows as "rom" (on pc, the BIOS shadow
+ * at 0xc0000-0xfffff: "(rom): pc.ram @..."): it is RAM all the same, and
+ * counts; whether a region is guest RAM at all (pc.ram) or a firmware ROM
+ * (pc.bios, also "rom") is the memory backends' to say (ram.c). "romd" (a
+ * ROM device such as pflash) and "ramd" are device memory. */
 static int parse_range(const char *p, const char *end,
                        struct qmp_ram_range *r)
 {
@@ -109,7 +114,8 @@ static int parse_range(const char *p, const char *end,
     const char *digits = p;
     while (p < end && *p >= '0' && *p <= '9' && p - digits < 10)
         p++;
-    /* The type may carry "nv-" (non-volatile); only plain "ram" counts. */
+    /* The type may carry "nv-" (non-volatile); only plain "ram" and "rom"
+     * count. */
     if (p == digits || !lit(&p, end, ", ") ||
         !token(&p, end, ')', type, sizeof type) || !lit(&p, end, "): ") ||
         !token(&p, end, ' ', r->block, sizeof r->block))
@@ -120,7 +126,7 @@ static int parse_range(const char *p, const char *end,
     if (last < r->gpa_start || last == UINT64_MAX)
         return -1;
     r->gpa_end = last + 1;
-    return strcmp(type, "ram") == 0;
+    return strcmp(type, "ram") == 0 || strcmp(type, "rom") == 0;
 }
 
 int qmp_parse_mtree(const char *text, struct qmp_ram_range *ranges,

@@ -33,9 +33,21 @@ static int ram_ranges_from_qmp(struct qemu_ram *ram, struct qemu_chan *qmp,
     if (qmp_ram_layout(qmp, all, MTREE_CAP, &nall, err) < 0)
         return -1;
     *nmt = 0;
-    for (size_t i = 0; i < nall; i++)
-        if (is_memdev(devs, ndev, all[i].block))
-            mt[(*nmt)++] = all[i];
+    for (size_t i = 0; i < nall; i++) {
+        if (!is_memdev(devs, ndev, all[i].block))
+            continue;
+        /* One range where the flat view splits a backend only by access
+         * (the BIOS shadow's read-only pieces): contiguous in the guest and
+         * in the backend, hence in QEMU's memory too. */
+        struct qmp_ram_range *prev = *nmt ? &mt[*nmt - 1] : NULL;
+        if (prev != NULL && strcmp(prev->block, all[i].block) == 0 &&
+            prev->gpa_end == all[i].gpa_start &&
+            all[i].offset == prev->offset + (prev->gpa_end - prev->gpa_start)) {
+            prev->gpa_end = all[i].gpa_end;
+            continue;
+        }
+        mt[(*nmt)++] = all[i];
+    }
     if (*nmt == 0)
         return bm_err_set(err, "QEMU reports no guest RAM backed by a memory device "
                           "(HMP info mtree -f, query-memdev)");

@@ -268,6 +268,12 @@ static void test_worst_case_bound(void **state)
     uint8_t name[OUTPUT_PROCNAME_MAX];
     memset(name, 0xff, sizeof name);
     output_set_process_name(&ev, name, sizeof name);
+    /* The host mode's longest domain name, every byte escaped. */
+    static char dom[OUTPUT_DOMAIN_MAX + 1], uuid[OUTPUT_TOKEN_MAX + 1];
+    memset(dom, '\x01', OUTPUT_DOMAIN_MAX);
+    memset(uuid, '\x01', OUTPUT_TOKEN_MAX);
+    ev.domain = dom;
+    ev.domain_uuid = uuid;
 
     for (int fmt = OUTPUT_FORMAT_DEFAULT; fmt <= OUTPUT_FORMAT_JSON; fmt++) {
         struct bm_err e = BM_ERR_INIT;
@@ -305,6 +311,46 @@ static void test_worst_case_bound(void **state)
     /* A zero-sized buffer is refused and never written. */
     bm_err_clear(&e);
     assert_int_equal(output_format_event(OUTPUT_FORMAT_KV, &ev, NULL, 0, NULL, &e), -1);
+}
+
+/* The host mode: Domain and DomainUUID right after Plugin, in every format;
+ * a report with no vCPU (GUEST_PANICKED) has no VCPU and CR3. */
+static void test_domain_fields(void **state)
+{
+    (void)state;
+    struct output_event ev;
+    struct output_field f[6];
+    example_bare(&ev, f);
+    ev.domain = "win10 \"lab\"";
+    ev.domain_uuid = "6c75dfdf-8230-4fdb-b949-891ed24448a3";
+    assert_string_equal(fmt_line(OUTPUT_FORMAT_JSON, &ev),
+        "{\"Plugin\":\"bsodmon\",\"Domain\":\"win10 \\\"lab\\\"\","
+        "\"DomainUUID\":\"6c75dfdf-8230-4fdb-b949-891ed24448a3\","
+        "\"TimeStamp\":\"1234567890.123456\",\"VCPU\":0,"
+        "\"CR3\":456789,\"BugCheckCode\":\"0x50\","
+        "\"BugCheckName\":\"PAGE_FAULT_IN_NONPAGED_AREA\","
+        "\"BugCheckParameter1\":\"0xfffff80012345678\",\"BugCheckParameter2\":\"0x0\","
+        "\"BugCheckParameter3\":\"0xfffff80087654321\",\"BugCheckParameter4\":\"0x2\"}\n");
+    static const struct {
+        enum output_format fmt;
+        const char *prefix;
+    } want[] = {
+        { OUTPUT_FORMAT_KV, "Plugin=bsodmon Domain=\"win10 \\\"lab\\\"\" "
+                            "DomainUUID=6c75dfdf-8230-4fdb-b949-891ed24448a3 TimeStamp=" },
+        { OUTPUT_FORMAT_DEFAULT, "[BSODMON] Domain:\"win10 \\\"lab\\\"\" "
+                                 "DomainUUID:6c75dfdf-8230-4fdb-b949-891ed24448a3 TimeStamp:" },
+        { OUTPUT_FORMAT_CSV, "bsodmon \"win10 \"\"lab\"\"\",6c75dfdf-8230-4fdb-b949-891ed24448a3,"
+                             "1234567890.123456," },
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const char *got = fmt_line(want[i].fmt, &ev);
+        if (strncmp(got, want[i].prefix, strlen(want[i].prefix)) != 0)
+            fail_msg("got '%s', want it to start '%s'", got, want[i].prefix);
+    }
+    ev.no_vcpu = true;
+    const char *j = fmt_line(OUTPUT_FORMAT_JSON, &ev);
+    assert_null(strstr(j, "VCPU"));
+    assert_null(strstr(j, "CR3"));
 }
 
 static void expect_invalid(const struct output_event *ev, const char *msg_part)
@@ -479,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_parse_format),
         cmocka_unit_test(test_write_flushes),
         cmocka_unit_test(test_write_error),
+        cmocka_unit_test(test_domain_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,19 +65,26 @@ static void test_mtree(void **state)
     struct bm_err err = BM_ERR_INIT;
     if (qmp_parse_mtree(mtree, r, 8, &n, &err) < 0)
         fail_msg("%s", bm_err_msg(&err));
-    assert_int_equal(n, 3);
+    /* RAM mapped read-only ("rom": the BIOS shadow) counts; a ROM device
+     * ("romd"), "ramd" and non-volatile RAM do not. Firmware ROM that shows
+     * as "rom" is left out later, for not being a memory backend. */
+    assert_int_equal(n, 4);
     assert_int_equal(r[0].gpa_start, 0);
     assert_int_equal(r[0].gpa_end, 0xa0000);
     assert_int_equal(r[0].offset, 0);        /* "@" omitted when zero */
     assert_string_equal(r[0].block, "pc.ram");
-    assert_int_equal(r[1].gpa_start, 0x100000);
-    assert_int_equal(r[1].gpa_end, 0x80000000);
-    assert_int_equal(r[1].offset, 0x100000);
-    assert_int_equal(r[2].gpa_start, 0x100000000);
-    assert_int_equal(r[2].gpa_end, 0x180000000);
-    assert_int_equal(r[2].offset, 0x80000000);
+    assert_int_equal(r[1].gpa_start, 0xc0000);
+    assert_int_equal(r[1].gpa_end, 0xe0000);
+    assert_int_equal(r[1].offset, 0xc0000);
+    assert_string_equal(r[1].block, "pc.ram");
+    assert_int_equal(r[2].gpa_start, 0x100000);
+    assert_int_equal(r[2].gpa_end, 0x80000000);
+    assert_int_equal(r[2].offset, 0x100000);
+    assert_int_equal(r[3].gpa_start, 0x100000000);
+    assert_int_equal(r[3].gpa_end, 0x180000000);
+    assert_int_equal(r[3].offset, 0x80000000);
 
-    FAILS(qmp_parse_mtree(mtree, r, 2, &n, E), "more than 2 RAM ranges");
+    FAILS(qmp_parse_mtree(mtree, r, 3, &n, E), "more than 3 RAM ranges");
 }
 
 static void test_mtree_lf_and_single_view(void **state)
