@@ -35,7 +35,9 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#ifdef ENABLE_PLUGIN_BSODMON
 #include "plugins/bsodmon/bsodmon.h"
+#endif
 #include "vmi/qemu/guardian.h"
 #include "vmi/qemu/lvhost.h"
 #include "vmi/qemu/qemu.h"
@@ -286,6 +288,7 @@ static void panicked(void *ctx, const char *name, const char *uuid, const struct
         snprintf(tmp.uuid, sizeof tmp.uuid, "%s", uuid);
         s = &tmp;
     }
+#ifdef ENABLE_PLUGIN_BSODMON
     struct plugin_host ph = { .format = h->base->format, .next_event_uid = panic_uid,
                               .emit = panic_emit, .monitor = s };
     char method[32];
@@ -293,6 +296,10 @@ static void panicked(void *ctx, const char *name, const char *uuid, const struct
     struct bm_err e = BM_ERR_INIT;
     if (bsodmon_emit_panic(&ph, method, p->has_args ? p->args : NULL, &e) < 0)
         bm_log("%s: writing the event: %s", name, bm_err_msg(&e));
+#else
+    bm_log("%s: the guest panicked (GUEST_PANICKED/%s); no bsodmon plugin in this build to "
+           "report it", name, p->source);
+#endif
 }
 
 /* ---- the loop ----------------------------------------------------------------------- */
