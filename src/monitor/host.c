@@ -247,6 +247,7 @@ static void reap(struct host *h)
 
 /* ---- the second source: GUEST_PANICKED ------------------------------------------------ */
 
+#ifdef ENABLE_PLUGIN_BSODMON
 static uint64_t panic_uid(struct plugin_host *ph)
 {
     struct slot *s = ph->monitor;
@@ -260,6 +261,7 @@ static int panic_emit(struct plugin_host *ph, struct output_event *ev, struct bm
     ev->domain_uuid = s->uuid;
     return output_write_event(stdout, s->h->base->format, ev, err);
 }
+#endif
 
 static void panicked(void *ctx, const char *name, const char *uuid, const struct lvhost_panic *p)
 {
