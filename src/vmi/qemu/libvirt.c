@@ -108,9 +108,10 @@ bool lv_cmdline_names(const char *cmdline, size_t len, const char *name)
 
 #ifdef HAVE_LIBVIRT
 
-#include <libvirt/libvirt-qemu.h>
-#include <libvirt/libvirt.h>
-#include <libvirt/virterror.h>
+#include "vmi/qemu/lvapi.h"
+
+/* Every call below comes after lv_api() succeeded (lv_open, lvhost_new). */
+#define LV lv_api_loaded()
 
 struct lv_dom {
     struct qemu_chan chan;   /* first: an lv_dom is a channel */
@@ -137,7 +138,7 @@ static void quiet(void *opaque, virErrorPtr e)
 
 static int lv_fail(struct bm_err *err, const char *fmt, const char *arg)
 {
-    const char *msg = virGetLastErrorMessage();
+    const char *msg = LV->virGetLastErrorMessage();
     char what[LV_URI_MAX + 128];
     snprintf(what, sizeof what, fmt, arg);
     return bm_err_set(err, "%s: %s", what, msg != NULL ? msg : "unknown libvirt error");
@@ -145,7 +146,7 @@ static int lv_fail(struct bm_err *err, const char *fmt, const char *arg)
 
 static int lv_code(void)
 {
-    virErrorPtr e = virGetLastError();
+    virErrorPtr e = LV->virGetLastError();
     return e != NULL ? e->code : VIR_ERR_OK;
 }
 
@@ -160,7 +161,7 @@ static int exec_lv(struct qemu_chan *ch, const char *cmd, json_object *args, jso
     const char *s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN |
                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
     char *reply = NULL;
-    int r = virDomainQemuMonitorCommand(d->dom, s, &reply, 0);
+    int r = LV->virDomainQemuMonitorCommand(d->dom, s, &reply, 0);
     json_object_put(req);
     if (r < 0) {
         int code = lv_code();
@@ -180,9 +181,9 @@ static void close_lv(struct qemu_chan *ch)
 {
     struct lv_dom *d = (struct lv_dom *)ch;
     if (d->dom != NULL)
-        virDomainFree(d->dom);
+        LV->virDomainFree(d->dom);
     if (d->conn != NULL)
-        virConnectClose(d->conn);
+        LV->virConnectClose(d->conn);
     free(d);
 }
 
@@ -218,11 +219,11 @@ static virConnectPtr connect_patiently(const char *uri, int patience_ms, struct 
 {
     int64_t deadline = bm_now_ms() + (patience_ms > 0 ? patience_ms : 0);
     for (;;) {
-        virConnectPtr c = virConnectOpen(uri);
+        virConnectPtr c = LV->virConnectOpen(uri);
         if (c != NULL)
             return c;
         /* Only a daemon that cannot be reached is worth waiting for. */
-        virErrorPtr e = virGetLastError();
+        virErrorPtr e = LV->virGetLastError();
         bool unreachable = e != NULL && (e->domain == VIR_FROM_RPC || e->code == VIR_ERR_NO_CONNECT ||
                                          e->code == VIR_ERR_SYSTEM_ERROR);
         if (!unreachable || bm_ms_left(deadline) == 0) {
@@ -236,7 +237,9 @@ static virConnectPtr connect_patiently(const char *uri, int patience_ms, struct 
 
 struct lv_dom *lv_open(const char *uri, const char *domain, int patience_ms, struct bm_err *err)
 {
-    virSetErrorFunc(NULL, quiet);
+    if (lv_api(err) == NULL)
+        return NULL;
+    LV->virSetErrorFunc(NULL, quiet);
     if (strlen(uri) >= LV_URI_MAX || strlen(domain) >= LV_NAME_MAX) {
         bm_err_set(err, "libvirt URI or domain name too long");
         return NULL;
@@ -250,20 +253,20 @@ struct lv_dom *lv_open(const char *uri, const char *domain, int patience_ms, str
     snprintf(d->uri, sizeof d->uri, "%s", uri);
     if ((d->conn = connect_patiently(uri, patience_ms, err)) == NULL)
         goto fail;
-    const char *type = virConnectGetType(d->conn);
+    const char *type = LV->virConnectGetType(d->conn);
     if (type == NULL || strcasecmp(type, "QEMU") != 0) {
         bm_err_set(err, "libvirt at '%s' drives %s, not QEMU: bsodmon needs a qemu:// URI", uri,
                    type ? type : "an unknown hypervisor");
         goto fail;
     }
-    char *canon = virConnectGetURI(d->conn);
+    char *canon = LV->virConnectGetURI(d->conn);
     if (canon != NULL) {
         snprintf(d->uri, sizeof d->uri, "%s", canon);
         free(canon);
     }
-    d->dom = virDomainLookupByName(d->conn, domain);
+    d->dom = LV->virDomainLookupByName(d->conn, domain);
     if (d->dom == NULL && is_uuid(domain))
-        d->dom = virDomainLookupByUUIDString(d->conn, domain);
+        d->dom = LV->virDomainLookupByUUIDString(d->conn, domain);
     if (d->dom == NULL) {
         if (lv_code() == VIR_ERR_NO_DOMAIN)
             bm_err_set(err, "no libvirt domain named '%s' at %s (virsh -c %s list --all)", domain,
@@ -272,14 +275,14 @@ struct lv_dom *lv_open(const char *uri, const char *domain, int patience_ms, str
             lv_fail(err, "looking up libvirt domain '%s'", domain);
         goto fail;
     }
-    const char *name = virDomainGetName(d->dom);
+    const char *name = LV->virDomainGetName(d->dom);
     snprintf(d->name, sizeof d->name, "%s", name ? name : domain);
-    if (virDomainGetUUIDString(d->dom, d->uuid) < 0) {
+    if (LV->virDomainGetUUIDString(d->dom, d->uuid) < 0) {
         lv_fail(err, "UUID of libvirt domain '%s'", d->name);
         goto fail;
     }
     int state = 0, reason = 0;
-    if (virDomainGetState(d->dom, &state, &reason, 0) < 0) {
+    if (LV->virDomainGetState(d->dom, &state, &reason, 0) < 0) {
         lv_fail(err, "state of libvirt domain '%s'", d->name);
         goto fail;
     }

@@ -61,9 +61,10 @@ int lvhost_parse_panic(const char *details, struct lvhost_panic *p, struct bm_er
 
 #ifdef HAVE_LIBVIRT
 
-#include <libvirt/libvirt-qemu.h>
-#include <libvirt/libvirt.h>
-#include <libvirt/virterror.h>
+#include "vmi/qemu/lvapi.h"
+
+/* Every call below comes after lv_api() succeeded (lv_open, lvhost_new). */
+#define LV lv_api_loaded()
 
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 10000
@@ -91,15 +92,15 @@ static void quiet(void *opaque, virErrorPtr e)
 
 static const char *last_error(void)
 {
-    const char *m = virGetLastErrorMessage();
+    const char *m = LV->virGetLastErrorMessage();
     return m != NULL ? m : "unknown libvirt error";
 }
 
 static void report_domain(struct lvhost *h, virDomainPtr dom)
 {
     char uuid[VIR_UUID_STRING_BUFLEN];
-    const char *name = virDomainGetName(dom);
-    if (name != NULL && virDomainGetUUIDString(dom, uuid) == 0)
+    const char *name = LV->virDomainGetName(dom);
+    if (name != NULL && LV->virDomainGetUUIDString(dom, uuid) == 0)
         h->ops->started(h->ctx, name, uuid);
 }
 
@@ -108,10 +109,10 @@ void lvhost_rescan(struct lvhost *h)
     if (h->conn == NULL)
         return;
     virDomainPtr *doms = NULL;
-    int n = virConnectListAllDomains(h->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+    int n = LV->virConnectListAllDomains(h->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
     for (int i = 0; i < n; i++) {
         report_domain(h, doms[i]);
-        virDomainFree(doms[i]);
+        LV->virDomainFree(doms[i]);
     }
     free(doms);
 }
@@ -125,7 +126,7 @@ static int on_lifecycle(virConnectPtr c, virDomainPtr dom, int event, int detail
     if (event == VIR_DOMAIN_EVENT_STARTED || event == VIR_DOMAIN_EVENT_RESUMED) {
         report_domain(h, dom);
     } else if (event == VIR_DOMAIN_EVENT_STOPPED || event == VIR_DOMAIN_EVENT_UNDEFINED) {
-        if (virDomainGetUUIDString(dom, uuid) == 0)
+        if (LV->virDomainGetUUIDString(dom, uuid) == 0)
             h->ops->stopped(h->ctx, uuid);
     }
     return 0;
@@ -143,8 +144,8 @@ static void on_qemu_event(virConnectPtr c, virDomainPtr dom, const char *event, 
     struct lvhost_panic p;
     struct bm_err e = BM_ERR_INIT;
     char uuid[VIR_UUID_STRING_BUFLEN];
-    const char *name = virDomainGetName(dom);
-    if (name == NULL || virDomainGetUUIDString(dom, uuid) < 0)
+    const char *name = LV->virDomainGetName(dom);
+    if (name == NULL || LV->virDomainGetUUIDString(dom, uuid) < 0)
         return;
     if (lvhost_parse_panic(details, &p, &e) < 0)
         lvhost_parse_panic(NULL, &p, &e);   /* still a panic, with nothing more known */
@@ -158,12 +159,12 @@ static void disconnect(struct lvhost *h)
     if (h->conn == NULL)
         return;
     if (h->lifecycle_id >= 0)
-        virConnectDomainEventDeregisterAny(h->conn, h->lifecycle_id);
+        LV->virConnectDomainEventDeregisterAny(h->conn, h->lifecycle_id);
     if (h->qemu_id >= 0)
-        virConnectDomainQemuMonitorEventDeregister(h->conn, h->qemu_id);
+        LV->virConnectDomainQemuMonitorEventDeregister(h->conn, h->qemu_id);
     h->lifecycle_id = h->qemu_id = -1;
-    virConnectUnregisterCloseCallback(h->conn, NULL);
-    virConnectClose(h->conn);
+    LV->virConnectUnregisterCloseCallback(h->conn, NULL);
+    LV->virConnectClose(h->conn);
     h->conn = NULL;
 }
 
@@ -183,29 +184,29 @@ static void on_close(virConnectPtr c, int reason, void *opaque)
 
 static int try_connect(struct lvhost *h)
 {
-    virConnectPtr c = virConnectOpen(h->uri);
+    virConnectPtr c = LV->virConnectOpen(h->uri);
     if (c == NULL) {
         if (!h->said_down)
             h->ops->connection(h->ctx, false, last_error());
         h->said_down = true;
         return -1;
     }
-    const char *type = virConnectGetType(c);
+    const char *type = LV->virConnectGetType(c);
     if (type == NULL || strcasecmp(type, "QEMU") != 0) {
-        virConnectClose(c);
+        LV->virConnectClose(c);
         if (!h->said_down)
             h->ops->connection(h->ctx, false, "the libvirt URI is not a QEMU connection");
         h->said_down = true;
         return -1;
     }
     h->conn = c;
-    virConnectRegisterCloseCallback(c, on_close, h, NULL);
+    LV->virConnectRegisterCloseCallback(c, on_close, h, NULL);
     /* Keepalive notices a daemon that hangs, not only one that exits. */
-    virConnectSetKeepAlive(c, 5, 3);
-    h->lifecycle_id = virConnectDomainEventRegisterAny(c, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+    LV->virConnectSetKeepAlive(c, 5, 3);
+    h->lifecycle_id = LV->virConnectDomainEventRegisterAny(c, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
                                                        VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), h,
                                                        NULL);
-    h->qemu_id = virConnectDomainQemuMonitorEventRegister(c, NULL, "GUEST_PANICKED", on_qemu_event,
+    h->qemu_id = LV->virConnectDomainQemuMonitorEventRegister(c, NULL, "GUEST_PANICKED", on_qemu_event,
                                                           h, NULL, 0);
     if (h->lifecycle_id < 0 || h->qemu_id < 0) {
         h->ops->connection(h->ctx, false, last_error());
@@ -222,7 +223,7 @@ static int try_connect(struct lvhost *h)
 static void on_timer(int timer, void *opaque)
 {
     struct lvhost *h = opaque;
-    virEventRemoveTimeout(timer);
+    LV->virEventRemoveTimeout(timer);
     h->timer = -1;
     if (h->quit)
         return;
@@ -235,7 +236,7 @@ static void schedule_reconnect(struct lvhost *h)
 {
     if (h->timer >= 0 || h->quit)
         return;
-    h->timer = virEventAddTimeout(h->backoff_ms, on_timer, h, NULL);
+    h->timer = LV->virEventAddTimeout(h->backoff_ms, on_timer, h, NULL);
     h->backoff_ms = h->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : h->backoff_ms * 2;
 }
 
@@ -250,8 +251,10 @@ static void on_fd(int watch, int fd, int events, void *opaque)
 struct lvhost *lvhost_new(const char *uri, const struct lvhost_ops *ops, void *ctx,
                           struct bm_err *err)
 {
-    virSetErrorFunc(NULL, quiet);
-    if (virEventRegisterDefaultImpl() < 0) {
+    if (lv_api(err) == NULL)
+        return NULL;
+    LV->virSetErrorFunc(NULL, quiet);
+    if (LV->virEventRegisterDefaultImpl() < 0) {
         bm_err_set(err, "libvirt's event loop: %s", last_error());
         return NULL;
     }
@@ -279,7 +282,7 @@ int lvhost_watch_fd(struct lvhost *h, int fd, struct bm_err *err)
 {
     if (h->nfds == MAX_FDS)
         return bm_err_set(err, "too many descriptors for the event loop");
-    int w = virEventAddHandle(fd, VIR_EVENT_HANDLE_READABLE, on_fd, h, NULL);
+    int w = LV->virEventAddHandle(fd, VIR_EVENT_HANDLE_READABLE, on_fd, h, NULL);
     if (w < 0)
         return bm_err_set(err, "watching descriptor %d: %s", fd, last_error());
     h->fds[h->nfds] = fd;
@@ -290,7 +293,7 @@ int lvhost_watch_fd(struct lvhost *h, int fd, struct bm_err *err)
 int lvhost_run(struct lvhost *h, struct bm_err *err)
 {
     while (!h->quit)
-        if (virEventRunDefaultImpl() < 0)
+        if (LV->virEventRunDefaultImpl() < 0)
             return bm_err_set(err, "libvirt's event loop: %s", last_error());
     return 0;
 }
@@ -303,9 +306,9 @@ void lvhost_free(struct lvhost *h)
         return;
     h->quit = true;
     if (h->timer >= 0)
-        virEventRemoveTimeout(h->timer);
+        LV->virEventRemoveTimeout(h->timer);
     for (size_t i = 0; i < h->nfds; i++)
-        virEventRemoveHandle(h->watches[i]);
+        LV->virEventRemoveHandle(h->watches[i]);
     disconnect(h);
     free(h);
 }
