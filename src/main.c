@@ -49,6 +49,8 @@ static void usage(FILE *f)
         "  --bsodmon-ignore-stop      stay armed through the stop phase\n"
         "  --crashdump-dir DIR        write all guest RAM to DIR/crashdump.bin and\n"
         "                             DIR/crashdump.metadata on a bug check\n"
+        "  --crashdump-format FORMAT  raw (DIR/crashdump.bin, the default), dmp (a Windows\n"
+        "                             crash dump, DIR/crashdump.dmp) or both\n"
         "  --list-bugchecks           print the bug check table and exit\n"
 #endif
         "  -h, --help                 this text\n"
@@ -100,7 +102,7 @@ static int select_plugin(struct monitor_config *cfg, const char *name, bool only
 
 enum {
     OPT_SYMBOLS_DIR = 256, OPT_WAIT_STOP, OPT_INFO, OPT_SW_BP, OPT_MEM_ACCESS, OPT_VERSION,
-    OPT_IGNORE_STOP, OPT_CRASHDUMP_DIR, OPT_LIST_BUGCHECKS,
+    OPT_IGNORE_STOP, OPT_CRASHDUMP_DIR, OPT_LIST_BUGCHECKS, OPT_CRASHDUMP_FORMAT,
 };
 
 int main(int argc, char **argv)
@@ -121,6 +123,7 @@ int main(int argc, char **argv)
 #ifdef ENABLE_PLUGIN_BSODMON
         { "bsodmon-ignore-stop", no_argument, NULL, OPT_IGNORE_STOP },
         { "crashdump-dir", required_argument, NULL, OPT_CRASHDUMP_DIR },
+        { "crashdump-format", required_argument, NULL, OPT_CRASHDUMP_FORMAT },
         { "list-bugchecks", no_argument, NULL, OPT_LIST_BUGCHECKS },
 #endif
         { NULL, 0, NULL, 0 },
@@ -170,6 +173,10 @@ int main(int argc, char **argv)
         case 'b': cfg.plugin_opts.bsodmon_abort = true; break;
         case OPT_IGNORE_STOP: cfg.plugin_opts.bsodmon_ignore_stop = true; break;
         case OPT_CRASHDUMP_DIR: cfg.plugin_opts.crashdump_dir = optarg; break;
+        case OPT_CRASHDUMP_FORMAT:
+            if (crashdump_parse_format(optarg, &cfg.plugin_opts.crashdump_formats) < 0)
+                return MONITOR_EXIT_FAIL;
+            break;
         case OPT_LIST_BUGCHECKS:
             for (size_t i = 0; i < bugcheck_count(); i++) {
                 uint32_t code;

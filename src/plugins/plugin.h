@@ -32,6 +32,7 @@ struct plugin_options {
     bool bsodmon_abort;          /* -b */
     bool bsodmon_ignore_stop;    /* --bsodmon-ignore-stop */
     const char *crashdump_dir;   /* --crashdump-dir */
+    unsigned crashdump_formats;  /* --crashdump-format: DUMP_RAW | DUMP_DMP bits, 0 = raw */
 #endif
 };
 
