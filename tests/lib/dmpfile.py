@@ -56,17 +56,18 @@ class FlatDump:
         return any(s <= pa <= e for s, e in self.ranges)
 
     def read_phys(self, pa, n):
-        out = b""
+        out = bytearray()
         while n > 0:
-            if not self.holds(pa):
+            rng = [r for r in self.ranges if r[0] <= pa <= r[1]]
+            if not rng:
                 raise KeyError(f"{pa:#x} is not RAM")
-            step = min(n, PAGE - pa % PAGE)
+            step = min(n, rng[0][1] + 1 - pa)
             self.f.seek(pa)
             b = self.f.read(step)
             out += b + b"\0" * (step - len(b))
             pa += step
             n -= step
-        return out
+        return bytes(out)
 
     def close(self):
         self.f.close()
@@ -121,12 +122,16 @@ class CrashDump:
             f["type"].get("name"), 8)
         return int.from_bytes(self.context[f["offset"]:f["offset"] + size], "little")
 
-    def file_offset(self, pa):
+    def run_of(self, pa):
         page = pa // PAGE
         for base, count, off in self.runs:
             if base <= page < base + count:
-                return off + (pa - base * PAGE)
+                return base, count, off
         raise KeyError(f"{pa:#x} is in no run")
+
+    def file_offset(self, pa):
+        base, _, off = self.run_of(pa)
+        return off + (pa - base * PAGE)
 
     def holds(self, pa):
         try:
@@ -136,15 +141,16 @@ class CrashDump:
             return False
 
     def read_phys(self, pa, n):
-        out = b""
+        out = bytearray()
         while n > 0:
-            step = min(n, PAGE - pa % PAGE)
-            self.f.seek(self.file_offset(pa))
+            base, count, off = self.run_of(pa)
+            step = min(n, (base + count) * PAGE - pa)
+            self.f.seek(off + (pa - base * PAGE))
             b = self.f.read(step)
             out += b + b"\0" * (step - len(b))
             pa += step
             n -= step
-        return out
+        return bytes(out)
 
     def close(self):
         self.f.close()
@@ -168,7 +174,7 @@ def translate(read_phys, dtb, va):
 
 
 def read_virt(read_phys, dtb, va, n):
-    out = b""
+    out = bytearray()
     while n > 0:
         step = min(n, PAGE - va % PAGE)
         pa = translate(read_phys, dtb, va)
@@ -177,4 +183,4 @@ def read_virt(read_phys, dtb, va, n):
         out += read_phys(pa, step)
         va += step
         n -= step
-    return out
+    return bytes(out)
