@@ -248,8 +248,14 @@ static uint64_t prcb_of(struct ci *c, const struct win_kdbg *kd, bool have_kd,
     return 0;
 }
 
+/* Each vCPU's CONTEXT where Windows keeps it: in Prcb.ProcessorState
+ * .ContextFrame (what KiFreezeTargetExecution saves for the other
+ * processors) and at *Prcb.Context (what the debugger and QEMU's writer
+ * use). The crashing vCPU's ContextFrame is left as it is when it already
+ * holds a frame: KeBugCheckEx captured it there before calling KeBugCheck2,
+ * and Windows' own dump has that. */
 static void contexts(struct ci *c, const struct win_kdbg *kd, bool have_kd,
-                     const struct win_vcpu *vcpu, unsigned nvcpu)
+                     const struct win_vcpu *vcpu, unsigned nvcpu, unsigned crash)
 {
     const struct win_profile *p = c->prof;
     struct win_crashinfo *ci = c->out;
@@ -272,13 +278,18 @@ static void contexts(struct ci *c, const struct win_kdbg *kd, bool have_kd,
         uint64_t frame = 0;
         if (p->kprcb_processor_state.present && p->kprocessor_state_context_frame.present) {
             frame = prcb + p->kprcb_processor_state.value + p->kprocessor_state_context_frame.value;
-            put += patch_virt(c, frame, ctx, sizeof ctx) == 0;
+            uint64_t captured = 0;
+            if (i == crash && rd64(c, frame + p->context[WCTX_RIP].value, &captured) == 0 &&
+                captured != 0)
+                ci->crash_frame_kept = true;
+            else
+                put += patch_virt(c, frame, ctx, sizeof ctx) == 0;
         }
         uint64_t ptr = 0;
         if (p->kprcb_context.present && rd64(c, prcb + p->kprcb_context.value, &ptr) == 0 &&
             ptr >= KERNEL_MIN && ptr != frame)
             put += patch_virt(c, ptr, ctx, sizeof ctx) == 0;
-        if (put == 0)
+        if (put == 0 && !(i == crash && ci->crash_frame_kept))
             warn(ci, "vCPU %u: KPRCB at %#" PRIx64 ": neither ProcessorState.ContextFrame nor "
                  "*Context could be placed", i, prcb);
         ci->contexts_written += put;
@@ -421,7 +432,7 @@ void win_crashinfo_build(const struct win_mem *m, const struct win_profile *prof
         warn(ci, "KiBugCheckData: %s: not filled in the dump",
              va == 0 ? "not in the profile, no KDBG" : "its page does not translate");
 
-    contexts(&c, &kd, have_kd, vcpu, nvcpu);
+    contexts(&c, &kd, have_kd, vcpu, nvcpu, crash);
     finish_patches(&c);
 }
 

@@ -10,7 +10,8 @@
  * (what KeBugCheck2 and a debugger-less dump writer do before writing): the
  * KDBG decoded and KdpDataBlockEncoded cleared, KiBugCheckData filled with
  * the code and parameters, each vCPU's CONTEXT in its KPRCB (ProcessorState
- * .ContextFrame and *Context).
+ * .ContextFrame, unless KeBugCheckEx already captured one there on the
+ * crashing vCPU, and *Context).
  *
  * Nothing here fails for a bad guest: what cannot be learned stays 0, and
  * `warnings` says which fields and why. Every pointer and count from the
@@ -79,6 +80,8 @@ struct win_crashinfo {
     bool kdbg_was_encoded;
     bool bugcheck_data_filled;
     unsigned contexts_written;      /* CONTEXTs placed in KPRCBs */
+    bool crash_frame_kept;          /* the crashing vCPU's ContextFrame held
+                                       KeBugCheckEx's captured frame: kept */
     size_t npatches;                /* sorted by pa, disjoint */
     struct win_patch patch[WIN_CI_MAX_PATCHES];
     size_t nbytes;

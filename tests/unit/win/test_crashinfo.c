@@ -369,6 +369,21 @@ static void test_broken(void **state)
     assert_int_equal(ci.contexts_written, 2);
     assert_true(strlen(ci.warnings) < sizeof ci.warnings);
 
+    /* KeBugCheckEx's frame, captured in the crashing vCPU's ContextFrame,
+     * stays as Windows left it; *Context gets the trap's. */
+    build(&g, prof, true, kdbg);
+    vcpus(v);
+    uint64_t frame1 = PRCB0 + 0x20000ull + prof->kprcb_processor_state.value +
+                      prof->kprocessor_state_context_frame.value;
+    put(&g, frame1 + 0xf8, KBASE + 0x3f6c20, 8);
+    win_crashinfo_build(&m, prof, KBASE, v, 2, 1, 0x50, p, &ci);
+    assert_true(ci.crash_frame_kept);
+    assert_int_equal(ci.contexts_written, 3);
+    assert_false(patched(&ci, KPA + (frame1 - KBASE) + 0xf8, kdbg, 8));
+    assert_true(patched(&ci, KPA + (CTXP0 + 0x1000 - KBASE), kdbg, 0x100));
+    assert_int_equal(get(kdbg + 0xf8, 8), v[1].regs.rip);
+    assert_string_equal(ci.warnings, "");
+
     /* No profile members for _CONTEXT: no context anywhere, said so. */
     for (int i = 0; i < WCTX_N; i++)
         prof->context[i].present = false;
