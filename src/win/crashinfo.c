@@ -33,6 +33,7 @@ struct ci {
     struct win_crashinfo *out;
     struct win_patch raw[WIN_CI_MAX_PATCHES]; /* in the order added */
     size_t nraw;
+    uint64_t kdbg_va, kdbg_size;   /* the decoded KDBG: nothing else may land on it */
 };
 
 static void warn(struct win_crashinfo *ci, const char *fmt, ...)
@@ -68,10 +69,14 @@ static bool sym(struct ci *c, const struct win_off *o, uint64_t *va)
     return o->present;
 }
 
-/* Queue len bytes for VA va in the dump's copy, one piece per page. */
+/* Queue len bytes for VA va in the dump's copy, one piece per page. A
+ * guest may point a KPRCB's Context or KiBugCheckData at the KDBG: what
+ * would overwrite the decoded block is refused. */
 static int patch_virt(struct ci *c, uint64_t va, const void *bytes, size_t len)
 {
     struct win_crashinfo *ci = c->out;
+    if (c->kdbg_size != 0 && va < c->kdbg_va + c->kdbg_size && c->kdbg_va < va + len)
+        return -1;
     const uint8_t *b = bytes;
     /* All pieces translate, or none is added. */
     size_t n0 = c->nraw, b0 = ci->nbytes;
@@ -221,15 +226,22 @@ static void kdbg(struct ci *c, struct win_kdbg *kd, bool *ok)
         warn(ci, "%s (header field KdDebuggerDataBlock 0, KDBG not decoded)", bm_err_msg(&e));
         return;
     }
+    if (kp != NULL) {
+        uint8_t zero = 0;
+        size_t n0 = c->nraw, b0 = ci->nbytes;
+        if (patch_virt(c, va, kd->bytes, kd->size) < 0 || patch_virt(c, flag_va, &zero, 1) < 0) {
+            c->nraw = n0;
+            ci->nbytes = b0;
+            warn(ci, "KdDebuggerDataBlock: decoded, but its pages are not guest RAM: the dump "
+                 "cannot hold it decoded (header field 0)");
+            return;
+        }
+    }
     *ok = true;
     ci->kdbg = va;
     ci->kdbg_was_encoded = kp != NULL;
-    if (kp != NULL) {
-        uint8_t zero = 0;
-        if (patch_virt(c, va, kd->bytes, kd->size) < 0 || patch_virt(c, flag_va, &zero, 1) < 0)
-            warn(ci, "KdDebuggerDataBlock: decoded, but its pages do not translate: the dump "
-                 "holds it encoded");
-    }
+    c->kdbg_va = va;
+    c->kdbg_size = kd->size;
 }
 
 /* A KPRCB of vCPU i: KiProcessorBlock[i], else its KPCR's Prcb. */
@@ -430,7 +442,7 @@ void win_crashinfo_build(const struct win_mem *m, const struct win_profile *prof
         ci->bugcheck_data_filled = true;
     else
         warn(ci, "KiBugCheckData: %s: not filled in the dump",
-             va == 0 ? "not in the profile, no KDBG" : "its page does not translate");
+             va == 0 ? "not in the profile, no KDBG" : "not guest RAM, or on the KDBG");
 
     contexts(&c, &kd, have_kd, vcpu, nvcpu, crash);
     finish_patches(&c);
@@ -438,18 +450,34 @@ void win_crashinfo_build(const struct win_mem *m, const struct win_profile *prof
 
 /* ---- over a stopped guest ------------------------------------------------- */
 
+struct guest_as {
+    struct paging pg;
+    const struct vmi *v;
+};
+
 static int pg_read(void *ctx, uint64_t va, void *buf, size_t len, struct bm_err *err)
 {
-    return paging_read_virt(ctx, va, buf, len, err);
+    struct guest_as *g = ctx;
+    return paging_read_virt(&g->pg, va, buf, len, err);
 }
 
+/* Only into RAM: a page table may point anywhere (device memory, past the
+ * end), and the dump holds RAM alone. */
 static int pg_phys(void *ctx, uint64_t va, uint64_t *pa, struct bm_err *err)
 {
+    struct guest_as *g = ctx;
     struct paging_xlat x;
-    if (paging_translate(ctx, va, &x, err) < 0)
+    if (paging_translate(&g->pg, va, &x, err) < 0)
         return -1;
-    *pa = x.pa;
-    return 0;
+    const struct vmi_range *r;
+    size_t n = vmi_ram_ranges(g->v, &r);
+    uint64_t page = x.pa & ~(uint64_t)(PAGE - 1);
+    for (size_t i = 0; i < n; i++)
+        if (page >= r[i].start && r[i].end >= page && r[i].end - page >= PAGE - 1) {
+            *pa = x.pa;
+            return 0;
+        }
+    return bm_err_set(err, "VA %#" PRIx64 " maps to %#" PRIx64 ", not guest RAM", va, x.pa);
 }
 
 int win_crashinfo_collect(const struct vmi *v, const struct win_kernel *k, unsigned crash,
@@ -472,10 +500,11 @@ int win_crashinfo_collect(const struct vmi *v, const struct win_kernel *k, unsig
         if (i == crash && !vcpu[i].valid)
             return -1;
     }
-    struct paging pg;
-    if (vmi_paging(v, &vcpu[crash].regs, vcpu[crash].regs.cr3, &pg, err) < 0)
+    static struct guest_as g;
+    g.v = v;
+    if (vmi_paging(v, &vcpu[crash].regs, vcpu[crash].regs.cr3, &g.pg, err) < 0)
         return -1;
-    struct win_mem m = { pg_read, pg_phys, &pg };
+    struct win_mem m = { pg_read, pg_phys, &g };
     win_crashinfo_build(&m, &k->prof, k->base, vcpu, n, crash, code, p, ci);
     return 0;
 }

@@ -50,7 +50,8 @@ struct win_vcpu {
 };
 
 /* How crashinfo sees the guest: virtual reads and translations in the
- * kernel's address space (a vmi/ page walker, or a test's buffer). */
+ * kernel's address space (a vmi/ page walker, or a test's buffer).
+ * to_phys succeeds only for a VA whose whole page is guest RAM. */
 struct win_mem {
     int (*read)(void *ctx, uint64_t va, void *buf, size_t len, struct bm_err *err);
     int (*to_phys)(void *ctx, uint64_t va, uint64_t *pa, struct bm_err *err);
