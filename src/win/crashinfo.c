@@ -434,8 +434,9 @@ void win_crashinfo_build(const struct win_mem *m, const struct win_profile *prof
              "and the exception are 0");
     }
 
-    /* KiBugCheckData as KeBugCheck2 fills it: the code, then P1..P4. */
-    uint64_t bcd[5] = { code, p[0], p[1], p[2], p[3] };
+    /* KiBugCheckData as KeBugCheck2 fills it: the code (a ULONG: RCX's
+     * upper half is not part of it), then P1..P4. */
+    uint64_t bcd[5] = { (uint32_t)code, p[0], p[1], p[2], p[3] };
     if (!sym(&c, &prof->KiBugCheckData, &va) && have_kd)
         va = kd.ki_bugcheck_data;
     if (va >= KERNEL_MIN && patch_virt(&c, va, bcd, sizeof bcd) == 0)

@@ -240,7 +240,7 @@ static void test_complete(void **state)
             struct win_vcpu v[2];
             vcpus(v);
             const uint64_t p[4] = { 0xfffff80012345678ull, 0, 0xfffff80087654321ull, 2 };
-            win_crashinfo_build(&m, prof, KBASE, v, 2, 1, 0x50, p, &ci);
+            win_crashinfo_build(&m, prof, KBASE, v, 2, 1, 0xdead000000000050ull, p, &ci);
             if (ci.warnings[0] != '\0')
                 fail_msg("%s: %s", guids[n], ci.warnings);
             assert_int_equal(ci.kdbg, SYM(KdDebuggerDataBlock));
