@@ -13,12 +13,15 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -518,6 +521,67 @@ static void test_bad_input(void **state)
     fake_free(f);
 }
 
+struct canceller {
+    volatile sig_atomic_t *flag;
+    int after, calls;
+};
+
+static void cancel_in_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    (void)done;
+    (void)total;
+    struct canceller *c = ctx;
+    if (++c->calls == c->after)
+        *c->flag = SIGTERM;
+}
+
+/* A cancel, or one file failing to be written (EFBIG past RLIMIT_FSIZE:
+ * the 10 MiB crashdump.bin fails at 9 MiB while the 8 MiB crashdump.dmp
+ * would fit), leaves nothing of either file. */
+static void test_failures_leave_nothing(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new();
+    char *d = tmpdir();
+    struct dump_source src = { ranges, 2, fake_read, fake_map, f };
+    struct dump_dmp dmp;
+    fill_dmp(&dmp);
+    struct dump_result res;
+    struct dump_tune tune = { 0, 64u << 10 };
+    static const unsigned fmts[] = { DUMP_DMP, DUMP_RAW | DUMP_DMP };
+    for (size_t i = 0; i < 2; i++) {
+        volatile sig_atomic_t flag = 0;
+        struct canceller c = { &flag, 20, 0 };
+        struct dump_opts opts = { cancel_in_progress, &c, &flag, NULL, NULL };
+        struct bm_err err = BM_ERR_INIT;
+        assert_int_equal(dump_write(d, fmts[i], &src, &meta, &dmp, &opts, &tune, &res, &err), -1);
+        assert_non_null(strstr(bm_err_msg(&err), "interrupted by signal"));
+        assert_int_equal(entries(d), 0);
+    }
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*oldsig)(int) = signal(SIGXFSZ, SIG_IGN);
+    static const struct { unsigned fmt; rlim_t limit; } cases[] = {
+        { DUMP_RAW | DUMP_DMP, 9 * MIB }, { DUMP_DMP, 3 * MIB },
+    };
+    for (size_t i = 0; i < 2; i++)
+        for (unsigned flags = 0; flags <= DUMP_F_BUFFERED; flags += DUMP_F_BUFFERED) {
+            lim = (struct rlimit){ cases[i].limit, old.rlim_max };
+            assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+            struct dump_tune t2 = { flags, 0 };
+            struct bm_err err = BM_ERR_INIT;
+            int rc = dump_write(d, cases[i].fmt, &src, &meta, &dmp, NULL, &t2, &res, &err);
+            assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+            assert_int_equal(rc, -1);
+            assert_non_null(strstr(bm_err_msg(&err), strerror(EFBIG)));
+            assert_int_equal(entries(d), 0);
+        }
+    signal(SIGXFSZ, oldsig);
+    rm_rf(d);
+    free(d);
+    fake_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -529,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_unaligned),
         cmocka_unit_test(test_formats_replace),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_failures_leave_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
