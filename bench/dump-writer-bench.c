@@ -3,7 +3,7 @@
  * test. Not a test: built by meson, run by hand.
  *
  *   dump-writer-bench [-s GiB] [-r runs] [-m map|read] [-c cases] [-v variants]
- *                     [-k chunk-MiB] [-b] [-V] DIR
+ *                     [-f formats] [-k chunk-MiB] [-b] [-V] DIR
  *
  * The fake guest has -s GiB of RAM (default 4) laid out like QEMU's `pc`
  * machine: 0-3 GiB, then the rest from 4 GiB (a 1 GiB hole, not RAM), so a
@@ -14,6 +14,11 @@
  *   random  all random
  * Variants (-v): default, buffered (no O_DIRECT), inline-write (no writer
  * thread), inline-hash (no hashing thread), inline (neither thread).
+ * Formats (-f, comma separated; default raw): raw (crashdump.bin), dmp
+ * (crashdump.dmp, a Windows crash dump with a few patched pages, as
+ * bsodmon writes it), both (the two files from one pass); each row then
+ * says how many bytes of RAM the source handed out per run (one pass: the
+ * RAM size, whatever the formats) and the allocated size of the files.
  * -m read makes the source copy every chunk (as process_vm_readv does)
  * instead of handing out pointers (a shm-backed guest). -b also times two
  * ceilings: write(2) of all RAM in 8 MiB pieces + fsync (as `cp` of a shm
@@ -50,6 +55,7 @@ struct fake {
     uint64_t ram;
     struct dump_range ranges[2];
     size_t nranges;
+    uint64_t handed;    /* bytes read or mapped by the writer */
 };
 
 static uint8_t *at(struct fake *f, uint64_t pa)
@@ -60,13 +66,14 @@ static uint8_t *at(struct fake *f, uint64_t pa)
 static int fake_read(void *ctx, uint64_t pa, void *buf, size_t len, struct bm_err *err)
 {
     (void)err;
+    ((struct fake *)ctx)->handed += len;
     memcpy(buf, at(ctx, pa), len);
     return 0;
 }
 
 static const void *fake_map(void *ctx, uint64_t pa, size_t len)
 {
-    (void)len;
+    ((struct fake *)ctx)->handed += len;
     return at(ctx, pa);
 }
 
@@ -133,6 +140,8 @@ static void clean(const char *dir)
 {
     char p[4096];
     snprintf(p, sizeof p, "%s/%s", dir, DUMP_BIN_NAME);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/%s", dir, DUMP_DMP_NAME);
     unlink(p);
     snprintf(p, sizeof p, "%s/%s", dir, DUMP_META_NAME);
     unlink(p);
@@ -233,6 +242,34 @@ static const struct {
     { "buffered-inline-write", DUMP_F_BUFFERED | DUMP_F_INLINE_WRITE },
 };
 
+static const struct {
+    const char *name;
+    unsigned formats;
+} formats[] = { { "raw", DUMP_RAW }, { "dmp", DUMP_DMP }, { "both", DUMP_RAW | DUMP_DMP } };
+
+/* A dmp header's facts and a few patches, as bsodmon's crashinfo gives:
+ * KDBG (2 pages), KiBugCheckData, two CONTEXTs. */
+static uint8_t patch_bytes[4][4096];
+static const struct dump_patch patches[] = {
+    { 0x1a00000 + 0x800, 2048, patch_bytes[0] }, { 0x1a01000, 0x200, patch_bytes[1] },
+    { 0x1c00100, 40, patch_bytes[2] }, { 0x2000000 + 0x300, 0x4d0, patch_bytes[3] },
+};
+
+static void dmp_facts(struct dump_dmp *d, unsigned nproc)
+{
+    memset(d, 0, sizeof *d);
+    memset(patch_bytes, 0x5a, sizeof patch_bytes);
+    d->major_version = 0xf;
+    d->minor_version = 19041;
+    d->directory_table_base = 0x1aa000;
+    d->machine_image_type = 0x8664;
+    d->number_processors = nproc;
+    d->bugcheck_code = 0xe2;
+    snprintf(d->comment, sizeof d->comment, "dump-writer-bench");
+    d->patches = patches;
+    d->npatches = sizeof patches / sizeof patches[0];
+}
+
 static bool in_list(const char *list, const char *name)
 {
     size_t n = strlen(name);
@@ -246,23 +283,24 @@ static void usage(void)
 {
     fprintf(stderr, "usage: dump-writer-bench [-s GiB] [-r runs] [-m map|read] [-c half,mixed,random]\n"
                     "         [-v default,buffered,inline-write,inline-hash,inline,buffered-inline-write]\n"
-                    "         [-k chunk-MiB] [-b] [-V] DIR\n");
+                    "         [-f raw,dmp,both] [-k chunk-MiB] [-b] [-V] DIR\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     unsigned gib = 4, runs = 3, chunk_mib = 0;
-    const char *mode = "map", *cases = "half,random", *vlist = "default";
+    const char *mode = "map", *cases = "half,random", *vlist = "default", *flist = "raw";
     bool base = false, check = false;
     int c;
-    while ((c = getopt(argc, argv, "s:r:m:c:v:k:bV")) != -1) {
+    while ((c = getopt(argc, argv, "s:r:m:c:v:f:k:bV")) != -1) {
         switch (c) {
         case 's': gib = (unsigned)atoi(optarg); break;
         case 'r': runs = (unsigned)atoi(optarg); break;
         case 'm': mode = optarg; break;
         case 'c': cases = optarg; break;
         case 'v': vlist = optarg; break;
+        case 'f': flist = optarg; break;
         case 'k': chunk_mib = (unsigned)atoi(optarg); break;
         case 'b': base = true; break;
         case 'V': check = true; break;
@@ -296,13 +334,16 @@ int main(int argc, char **argv)
     struct dump_source src = { f.ranges, f.nranges, fake_read,
                                strcmp(mode, "map") == 0 ? fake_map : NULL, &f };
     struct dump_meta meta = { .code = 0xe2, .bugcheck_name = "MANUALLY_INITIATED_CRASH" };
+    static struct dump_dmp dmp;
+    dmp_facts(&dmp, 2);
     gettimeofday(&meta.time, NULL);
     uint64_t image = f.ranges[f.nranges - 1].end + 1;
     printf("# %u GiB of RAM (%zu ranges, image %" PRIu64 " MiB), source: %s, chunk %u MiB, "
            "%u runs, to %s\n", gib, f.nranges, image >> 20, mode, chunk_mib ? chunk_mib : 8, runs,
            dir);
-    printf("%-8s %-22s %8s %8s %10s %7s %s\n", "case", "method", "s", "GB/s", "alloc MiB",
-           "alloc%", "(median; each run's seconds; CPU seconds per run, user+system)");
+    printf("%-8s %-27s %8s %8s %10s %7s %s\n", "case", "method", "s", "GB/s", "alloc MiB",
+           "alloc%", "(median; each run's seconds; CPU seconds per run, user+system; RAM MiB "
+           "handed out per run)");
     static const char *const all_cases[] = { "half", "mixed", "random" };
     for (size_t ci = 0; ci < 3; ci++) {
         if (!in_list(cases, all_cases[ci]))
@@ -325,25 +366,30 @@ int main(int argc, char **argv)
             printf("%-8s %-22s %8.2f %8.2f   (SHA-256 of the %" PRIu64 " MiB image)\n",
                    all_cases[ci], "sha256 only", mh, (double)f.ram / mh / 1e9, image >> 20);
         }
-        /* Runs interleave the variants: a slow spell of the disk hits all. */
-        enum { NV = sizeof variants / sizeof variants[0] };
+        /* Runs interleave the variants and formats: a slow spell of the
+         * disk hits all. */
+        enum { NVV = sizeof variants / sizeof variants[0], NF = 3, NV = NVV * NF };
         double t[NV][MAXRUNS], cpu_u[NV] = { 0 }, cpu_s[NV] = { 0 };
-        uint64_t alloc[NV] = { 0 };
+        uint64_t alloc[NV] = { 0 }, handed[NV] = { 0 };
         bool direct[NV] = { false };
         for (unsigned r = 0; r < runs; r++) {
             for (size_t vi = 0; vi < NV; vi++) {
-                if (!in_list(vlist, variants[vi].name))
+                size_t vv = vi / NF, fi = vi % NF;
+                if (!in_list(vlist, variants[vv].name) || !in_list(flist, formats[fi].name))
                     continue;
                 clean(dir);
-                struct dump_tune tune = { variants[vi].flags, (size_t)chunk_mib << 20 };
+                struct dump_tune tune = { variants[vv].flags, (size_t)chunk_mib << 20 };
                 struct dump_result res;
                 bm_err_clear(&err);
                 struct rusage ru0, ru1;
                 getrusage(RUSAGE_SELF, &ru0);
-                if (dump_write_raw_tuned(dir, &src, &meta, NULL, &tune, &res, &err) < 0) {
+                f.handed = 0;
+                if (dump_write(dir, formats[fi].formats, &src, &meta, &dmp, NULL, &tune, &res,
+                               &err) < 0) {
                     fprintf(stderr, "dump-writer-bench: %s\n", bm_err_msg(&err));
                     return 1;
                 }
+                handed[vi] = f.handed;
                 getrusage(RUSAGE_SELF, &ru1);
                 cpu_u[vi] += (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
                              (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6;
@@ -353,10 +399,15 @@ int main(int argc, char **argv)
                 direct[vi] = res.direct;
                 char p[4096];
                 struct stat st;
+                alloc[vi] = 0;
+                for (unsigned k = 0; k < res.nfiles; k++) {
+                    snprintf(p, sizeof p, "%s/%s", dir, res.file[k].name);
+                    if (stat(p, &st) == 0)
+                        alloc[vi] += (uint64_t)st.st_blocks * 512;
+                }
                 snprintf(p, sizeof p, "%s/%s", dir, DUMP_BIN_NAME);
-                if (stat(p, &st) == 0)
-                    alloc[vi] = (uint64_t)st.st_blocks * 512;
-                if (check && r == 0 && verify(&f, dir, &res) < 0) {
+                if (check && r == 0 && (formats[fi].formats & DUMP_RAW) &&
+                    verify(&f, dir, &res) < 0) {
                     fprintf(stderr, "dump-writer-bench: %s does not match the guest or its "
                             "hash\n", p);
                     return 1;
@@ -364,18 +415,22 @@ int main(int argc, char **argv)
             }
         }
         for (size_t vi = 0; vi < NV; vi++) {
-            if (!in_list(vlist, variants[vi].name))
+            size_t vv = vi / NF, fi = vi % NF;
+            if (!in_list(vlist, variants[vv].name) || !in_list(flist, formats[fi].name))
                 continue;
             double v[MAXRUNS];
             memcpy(v, t[vi], sizeof v);
             double m = median(v, (int)runs);
-            printf("%-8s %-22s %8.2f %8.2f %10" PRIu64 " %6.1f%% %s(runs:", all_cases[ci],
-                   variants[vi].name, m, (double)f.ram / m / 1e9, alloc[vi] >> 20,
+            char method[64];
+            snprintf(method, sizeof method, "%s %s", formats[fi].name, variants[vv].name);
+            printf("%-8s %-27s %8.2f %8.2f %10" PRIu64 " %6.1f%% %s(runs:", all_cases[ci],
+                   method, m, (double)f.ram / m / 1e9, alloc[vi] >> 20,
                    100.0 * (double)alloc[vi] / (double)f.ram, direct[vi] ? "direct " : "");
             for (unsigned r = 0; r < runs; r++)
                 printf(" %.2f", t[vi][r]);
-            printf(") cpu %.1fu+%.1fs%s\n", cpu_u[vi] / runs, cpu_s[vi] / runs,
-                   check ? " verified" : "");
+            printf(") cpu %.1fu+%.1fs; read %" PRIu64 " MiB%s\n", cpu_u[vi] / runs,
+                   cpu_s[vi] / runs, handed[vi] >> 20,
+                   check && (formats[fi].formats & DUMP_RAW) ? " verified" : "");
         }
         fflush(stdout);
     }

@@ -6,6 +6,9 @@ the low 64 MiB where the guest kernel and its structures live:
   (a) half random, half zeros: bsodmon --crashdump-dir against QMP
       dump-guest-memory (ELF, paging=false, file:) of the same guest;
   (b) all random: bsodmon against cp of the shared file (the disk's ceiling).
+  (c) half random, half zeros again: bsodmon --crashdump-format dmp (the
+      Windows crash dump) and both (crashdump.bin and crashdump.dmp from one
+      pass over RAM) against the raw image, in the same run, interleaved.
 Each is timed until its file is on disk: bsodmon from the guest's
 "bugcheck now" to its exit (-b) plus an fsync of the dump; QEMU from the
 command to its return plus fsync; cp plus fsync. Throughput is GB of guest
@@ -14,6 +17,7 @@ methods are interleaved (and alternate which goes first); each output is
 deleted and the page cache written back (sync) before the next run.
 """
 import os
+import sys
 import random
 import re
 import shutil
@@ -24,6 +28,7 @@ import tempfile
 import time
 
 import benchlib as B
+import dmpfile  # tests/lib, on the path through benchlib
 import figures as F
 
 LOW_KEEP = 64 << 20
@@ -55,6 +60,18 @@ def rows_unavailable(reason):
                       "QEMU dump-guest-memory (ELF)", reason, "<= 55%"),
         F.unavailable("6", "(b) crash dump, RAM all random: throughput", "GB/s",
                       "cp of the shm file + sync", reason, ">= 0.9x cp"),
+    ] + formats_unavailable(reason)
+
+
+def formats_unavailable(reason):
+    return [
+        F.unavailable("6", "(c) crash dump as crashdump.dmp, RAM half random/half zero: "
+                      "throughput", "GB/s", "bsodmon raw (crashdump.bin), same run", reason,
+                      ">= 0.9x raw"),
+        F.unavailable("6", "(c) crashdump.dmp: allocated size / RAM", "%",
+                      "crashdump.bin, same run", reason, "<= 55%"),
+        F.unavailable("6", "(c) both files from one pass: throughput", "GB/s",
+                      "bsodmon raw (crashdump.bin), same run", reason, ""),
     ]
 
 
@@ -67,7 +84,7 @@ def fig_dump(ctx):
     runs = ctx.dump_runs
     mem = ctx.dump_mem << 20
     res = {k: [] for k in ("a_b", "a_q", "a_b_alloc", "a_q_alloc", "b_b", "b_cp")}
-    with B.Guest(ctx.isf, "--shm", "--mem", str(ctx.dump_mem), "--count", str(2 * runs + 2),
+    with B.Guest(ctx.isf, "--shm", "--mem", str(ctx.dump_mem), "--count", str(5 * runs + 2),
                  "--bugcheck", "0x1a,0x41790,0xfffffa8000000000,0x0,0x0") as g:
         shm = g.shm_path()
         rng = random.Random(ctx.seed + 6)
@@ -96,6 +113,7 @@ def fig_dump(ctx):
             B.log(f"  (a) run {i + 1}/{runs}: GB/s bsodmon {F._fmt(res['a_b'][-1:])} "
                   f"QEMU {F._fmt(res['a_q'][-1:])}; allocated % bsodmon "
                   f"{F._fmt(res['a_b_alloc'][-1:])} QEMU {F._fmt(res['a_q_alloc'][-1:])}")
+        rows_c = formats_phase(ctx, g, shm, mem, rng, runs)
         t = time.monotonic()
         n = fill(shm, g.truth, mem, pool, mem)
         B.log(f"  filled guest RAM: {n >> 20} MiB random (all but the guest kernel's "
@@ -130,6 +148,42 @@ def fig_dump(ctx):
         F.row("6", "(b) crash dump, RAM all random: throughput", "GB/s", res["b_b"],
               res["b_cp"], "cp of the shm file + sync (disk ceiling)",
               (">= 0.9x cp", lambda r: r["ratio"] >= 0.9), "higher", note),
+    ] + rows_c
+
+
+def formats_phase(ctx, g, shm, mem, rng, runs):
+    """(c): raw, dmp and both on the half-zero guest, interleaved (the order
+    rotates), each timed to its files on disk and checked against guest
+    RAM. Rows: dmp against raw, both against raw, dmp's allocated size."""
+    res = {"raw": [], "dmp": [], "both": [], "dmp_alloc": [], "raw_alloc": []}
+    fmts = ("raw", "dmp", "both")
+    for i in range(runs):
+        for fmt in fmts[i % 3:] + fmts[:i % 3]:
+            per_file = {}
+            gbs, _ = dump_bsodmon(ctx, g, shm, mem, rng, fmt, per_file)
+            if gbs is None:
+                continue
+            res[fmt].append(gbs)
+            if fmt == "dmp":
+                res["dmp_alloc"].append(per_file["crashdump.dmp"] * 100 / mem)
+            if fmt == "raw":
+                res["raw_alloc"].append(per_file["crashdump.bin"] * 100 / mem)
+        B.log(f"  (c) run {i + 1}/{runs}: GB/s raw {F._fmt(res['raw'][-1:])} dmp "
+              f"{F._fmt(res['dmp'][-1:])} both {F._fmt(res['both'][-1:])}; crashdump.dmp "
+              f"allocated {F._fmt(res['dmp_alloc'][-1:])} %")
+    note = (f"{ctx.dump_mem} MiB guest, half random; written to {ctx.scratch}; timed to the "
+            "files on disk (fsync); both = one pass over RAM, two files written")
+    return [
+        F.row("6", "(c) crash dump as crashdump.dmp, RAM half random/half zero: throughput",
+              "GB/s", res["dmp"], res["raw"], "bsodmon raw (crashdump.bin), same run",
+              (">= 0.9x raw", lambda r: r["ratio"] >= 0.9), "higher", note),
+        F.row("6", "(c) crashdump.dmp: allocated size / RAM", "%", res["dmp_alloc"],
+              res["raw_alloc"], "crashdump.bin, same run",
+              ("<= 55%", lambda r: r["bsodmon"] <= 55), "lower"),
+        F.row("6", "(c) both files from one pass: throughput", "GB/s", res["both"], res["raw"],
+              "bsodmon raw (crashdump.bin), same run", None, "higher",
+              "twice the data written; RAM read once (tests/unit/dump/test_dmp.c counts the "
+              "reads)"),
     ]
 
 
@@ -207,9 +261,12 @@ def settle():
     time.sleep(0.5)
 
 
-def dump_bsodmon(ctx, g, shm, mem, rng):
+def dump_bsodmon(ctx, g, shm, mem, rng, fmt="raw", per_file=None):
+    """GB/s and allocated % of all files; per_file (if given) gets each
+    file's allocated bytes."""
     out = tempfile.mkdtemp(prefix="bsodmon-bench-dump-", dir=ctx.scratch)
-    m = B.Monitor(ctx.bsodmon, *F.monitor_args(g, "-b", "--crashdump-dir", os.path.join(out, "d")))
+    m = B.Monitor(ctx.bsodmon, *F.monitor_args(g, "-b", "--crashdump-dir", os.path.join(out, "d"),
+                                               "--crashdump-format", fmt))
     s = None
     try:
         settle()
@@ -241,8 +298,8 @@ def dump_bsodmon(ctx, g, shm, mem, rng):
         files = sorted(os.listdir(os.path.join(out, "d"))) if os.path.isdir(
             os.path.join(out, "d")) else []
         dump = pick_dump(os.path.join(out, "d"), files)
-        if dump:
-            fsync_path(dump)
+        for f in files:
+            fsync_path(os.path.join(out, "d", f))
         t1 = time.monotonic()
         lines = m.read_stdout(5).strip().splitlines()
         if rc != 10:
@@ -257,10 +314,15 @@ def dump_bsodmon(ctx, g, shm, mem, rng):
         if not dump:
             ctx.errors.add(f"crash dump run: no dump file in {files}")
             return None, None
-        bad = verify(dump, shm, g.truth, mem, rng)
+        bad = verify(dump, shm, g.truth, mem, rng) if dump.endswith(".bin") else None
+        if not bad and "crashdump.dmp" in files:
+            bad = verify_dmp(os.path.join(out, "d", "crashdump.dmp"), shm, g.truth, mem, rng)
         if bad:
-            ctx.errors.add(f"crash dump content: {bad}")
+            ctx.errors.add(f"crash dump content ({fmt}): {bad}")
             return None, None
+        if per_file is not None:
+            for f in files:
+                per_file[f] = os.stat(os.path.join(out, "d", f)).st_blocks * 512
         st = os.stat(dump)
         alloc = sum(os.stat(os.path.join(out, "d", f)).st_blocks * 512 for f in files)
         if not g.wait_serial("bluescreen", 30, count=g.serial().count("bugcheck now")):
@@ -281,7 +343,11 @@ def dump_bsodmon(ctx, g, shm, mem, rng):
 
 
 def pick_dump(d, files):
-    """The memory file bsodmon wrote (the largest), or None."""
+    """The memory file bsodmon wrote (crashdump.bin, else crashdump.dmp, else
+    the largest), or None."""
+    for name in ("crashdump.bin", "crashdump.dmp"):
+        if name in files:
+            return os.path.join(d, name)
     best = None
     for f in files:
         p = os.path.join(d, f)
@@ -385,3 +451,59 @@ def verify(path, shm, truth, mem, rng, samples=256):
             if d.read(PAGE) != r.read(PAGE):
                 return f"{os.path.basename(path)}: page at GPA {gpa:#x} differs from guest RAM"
     return None
+
+
+def verify_dmp(path, shm, truth, mem, rng, samples=256):
+    """None when sampled pages of crashdump.dmp (read through its runs by
+    tests/lib/dmpfile.py) equal guest RAM, else what differs."""
+    ranges = [(a, b - 1) for a, b in writable(truth, mem)]
+    try:
+        d = dmpfile.CrashDump(path)
+    except dmpfile.DumpError as e:
+        return f"crashdump.dmp refused by the reader: {e}"
+    try:
+        with open(shm, "rb") as r:
+            for _ in range(samples):
+                a, b = rng.choice(ranges)
+                gpa = rng.randrange(a, b + 1 - PAGE) & ~(PAGE - 1)
+                r.seek(ram_offset(gpa, mem))
+                try:
+                    page = d.read_phys(gpa, PAGE)
+                except KeyError:
+                    return f"crashdump.dmp has no run for GPA {gpa:#x}"
+                if page != r.read(PAGE):
+                    return f"crashdump.dmp: page at GPA {gpa:#x} differs from guest RAM"
+    finally:
+        d.close()
+    return None
+
+
+def main():
+    """bench/fig_dump.py formats [RUNS] [MiB]: phase (c) alone, printed."""
+    if len(sys.argv) < 2 or sys.argv[1] != "formats":
+        sys.exit(main.__doc__)
+
+    class Ctx:
+        pass
+    ctx = Ctx()
+    ctx.bsodmon = os.environ.get("BSODMON") or os.path.join(B.ROOT, "build", "bsodmon")
+    ctx.isf = B.T.isfs()[0]
+    ctx.scratch, ctx.seed, ctx.errors, ctx.notes = "/var/tmp", 20240601, B.Errors(), {}
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    ctx.dump_mem = int(sys.argv[3]) if len(sys.argv) > 3 else 4096
+    mem = ctx.dump_mem << 20
+    with B.Guest(ctx.isf, "--shm", "--mem", str(ctx.dump_mem), "--count", str(3 * runs + 2),
+                 "--bugcheck", "0x1a,0x41790,0xfffffa8000000000,0x0,0x0") as g:
+        rng = random.Random(ctx.seed + 6)
+        n = fill(g.shm_path(), g.truth, mem, Pool(rng), mem // 2)
+        B.log(f"  filled guest RAM: {n >> 20} MiB random from 64 MiB up, zeros above")
+        rows = formats_phase(ctx, g, g.shm_path(), mem, rng, runs)
+    for r in rows:
+        B.log(f"{r['name']}: bsodmon {F._fmt([r['bsodmon']])} {r['unit']} vs {r['peer_name']} "
+              f"{F._fmt([r['peer']])} (ratio {r['ratio'] and round(r['ratio'], 2)}); goal "
+              f"{r.get('goal')}: {r.get('goal_met')}; runs {r['runs']}")
+    return 1 if ctx.errors.items else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -62,6 +62,8 @@ static void usage(FILE *f)
         "  --bsodmon-ignore-stop      stay armed through the stop phase\n"
         "  --crashdump-dir DIR        write all guest RAM to DIR/crashdump.bin and\n"
         "                             DIR/crashdump.metadata on a bug check\n"
+        "  --crashdump-format FORMAT  raw (DIR/crashdump.bin, the default), dmp (a Windows\n"
+        "                             crash dump, DIR/crashdump.dmp) or both\n"
         "  --list-bugchecks           print the bug check table and exit\n"
 #endif
         "  -h, --help                 this text\n"
@@ -78,6 +80,24 @@ static void usage(FILE *f)
 
 static int parse_seconds(const char *opt, const char *s, int *out);
 
+/* Before the guest is touched: a bad dump directory is a start-up error,
+ * not a surprise at crash time. */
+static int check_dump_dir(const struct monitor_config *cfg)
+{
+#ifdef ENABLE_PLUGIN_BSODMON
+    if (cfg->plugin_opts.crashdump_dir != NULL && !cfg->info) {
+        struct bm_err err = BM_ERR_INIT;
+        if (crashdump_check_dir(cfg->plugin_opts.crashdump_dir, &err) < 0) {
+            fprintf(stderr, "bsodmon: --crashdump-dir: %s\n", bm_err_msg(&err));
+            return -1;
+        }
+    }
+#else
+    (void)cfg;
+#endif
+    return 0;
+}
+
 /* --all-domains: what makes sense for one VM only is refused, saying what
  * to use instead. */
 static int run_host(struct monitor_config *cfg, const char *target, const char *uri,
@@ -93,17 +113,14 @@ static int run_host(struct monitor_config *cfg, const char *target, const char *
 #endif
     else if (cfg->info)
         bad = "--info is for one VM: bsodmon -d DOMAIN --info";
-#ifdef ENABLE_PLUGIN_BSODMON
-    else if (cfg->plugin_opts.crashdump_dir != NULL)
-        bad = "--crashdump-dir is not available with --all-domains yet: run bsodmon -d DOMAIN "
-              "--crashdump-dir DIR for a VM whose memory you want";
-#endif
     else if (cfg->timeout_s > 0 || cfg->wait_stop_s > 0)
         bad = "-t and --wait-stop-plugins are for one VM; the host mode runs until SIGTERM";
     if (bad != NULL) {
         fprintf(stderr, "bsodmon: %s\n", bad);
         return MONITOR_EXIT_FAIL;
     }
+    if (check_dump_dir(cfg) < 0)
+        return MONITOR_EXIT_FAIL;
     return monitor_run_host(cfg, uri != NULL ? uri : lv_default_uri(), glob, wait_windows);
 }
 
@@ -145,7 +162,7 @@ static int select_plugin(struct monitor_config *cfg, const char *name, bool only
 enum {
     OPT_SYMBOLS_DIR = 256, OPT_WAIT_STOP, OPT_INFO, OPT_SW_BP, OPT_MEM_ACCESS, OPT_VERSION,
     OPT_IGNORE_STOP, OPT_CRASHDUMP_DIR, OPT_LIST_BUGCHECKS, OPT_ALL_DOMAINS, OPT_DOMAINS,
-    OPT_WAIT_WINDOWS,
+    OPT_WAIT_WINDOWS, OPT_CRASHDUMP_FORMAT,
 };
 
 int main(int argc, char **argv)
@@ -175,6 +192,7 @@ int main(int argc, char **argv)
 #ifdef ENABLE_PLUGIN_BSODMON
         { "bsodmon-ignore-stop", no_argument, NULL, OPT_IGNORE_STOP },
         { "crashdump-dir", required_argument, NULL, OPT_CRASHDUMP_DIR },
+        { "crashdump-format", required_argument, NULL, OPT_CRASHDUMP_FORMAT },
         { "list-bugchecks", no_argument, NULL, OPT_LIST_BUGCHECKS },
 #endif
         { NULL, 0, NULL, 0 },
@@ -231,6 +249,10 @@ int main(int argc, char **argv)
         case 'b': cfg.plugin_opts.bsodmon_abort = true; break;
         case OPT_IGNORE_STOP: cfg.plugin_opts.bsodmon_ignore_stop = true; break;
         case OPT_CRASHDUMP_DIR: cfg.plugin_opts.crashdump_dir = optarg; break;
+        case OPT_CRASHDUMP_FORMAT:
+            if (crashdump_parse_format(optarg, &cfg.plugin_opts.crashdump_formats) < 0)
+                return MONITOR_EXIT_FAIL;
+            break;
         case OPT_LIST_BUGCHECKS:
             for (size_t i = 0; i < bugcheck_count(); i++) {
                 uint32_t code;
@@ -269,16 +291,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bsodmon: %s\n", bm_err_msg(&rerr));
         return MONITOR_EXIT_FAIL;
     }
-#ifdef ENABLE_PLUGIN_BSODMON
-    /* Before the guest is touched: a bad dump directory is a start-up error,
-     * not a surprise at crash time. */
-    if (cfg.plugin_opts.crashdump_dir != NULL && !cfg.info) {
-        struct bm_err err = BM_ERR_INIT;
-        if (crashdump_check_dir(cfg.plugin_opts.crashdump_dir, &err) < 0) {
-            fprintf(stderr, "bsodmon: --crashdump-dir: %s\n", bm_err_msg(&err));
-            return MONITOR_EXIT_FAIL;
-        }
-    }
-#endif
+    if (check_dump_dir(&cfg) < 0)
+        return MONITOR_EXIT_FAIL;
     return monitor_run(&cfg);
 }

@@ -32,8 +32,8 @@ static int check_stat(const char *dir, const struct stat *st, struct bm_err *err
 /* An existing final name must be something rename() can replace. */
 static int check_final_names(int dirfd, const char *dir, struct bm_err *err)
 {
-    static const char *const names[] = { DUMP_BIN_NAME, DUMP_META_NAME };
-    for (size_t i = 0; i < 2; i++) {
+    static const char *const names[] = { DUMP_BIN_NAME, DUMP_DMP_NAME, DUMP_META_NAME };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         struct stat st;
         if (fstatat(dirfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
             if (errno == ENOENT)
@@ -167,28 +167,42 @@ int dump_create_temp(int dirfd, const char *final_name, char *tmp_name, size_t l
     return bm_err_set(err, "cannot find a free temporary name for %s", final_name);
 }
 
-int dump_commit(int dirfd, const char *bin_tmp, const char *meta_tmp, struct bm_err *err)
+int dump_commit(int dirfd, const char *const img_tmp[], const char *const img_name[], size_t n,
+                const char *meta_tmp, const char *stale, struct bm_err *err)
 {
     /* Final names always belong together, and the metadata file is the mark
      * of a complete dump: the old metadata goes first (made durable before
-     * the image is replaced), the new image takes its name, the new metadata
-     * comes last. Each rename is atomic. */
+     * an image is replaced), with any image of a format this dump does not
+     * write; the new images take their names, the new metadata comes last.
+     * Each rename is atomic. */
     if (unlinkat(dirfd, DUMP_META_NAME, 0) < 0 && errno != ENOENT)
         return bm_err_sys(err, errno, "removing the previous " DUMP_META_NAME);
+    if (stale != NULL && unlinkat(dirfd, stale, 0) < 0 && errno != ENOENT)
+        return bm_err_sys(err, errno, "removing the previous %s", stale);
     if (fsync(dirfd) < 0)
         return bm_err_sys(err, errno, "fsync of the crash dump directory");
-    if (renameat(dirfd, bin_tmp, dirfd, DUMP_BIN_NAME) < 0)
-        return bm_err_sys(err, errno, "renaming the crash dump to " DUMP_BIN_NAME);
-    if (renameat(dirfd, meta_tmp, dirfd, DUMP_META_NAME) < 0) {
-        int e = errno;
-        unlinkat(dirfd, DUMP_BIN_NAME, 0); /* new image without metadata: not a dump */
-        return bm_err_sys(err, e, "renaming the metadata to " DUMP_META_NAME);
+    size_t done = 0;
+    int e = 0;
+    const char *what = NULL;
+    for (; done < n; done++)
+        if (renameat(dirfd, img_tmp[done], dirfd, img_name[done]) < 0) {
+            e = errno;
+            what = img_name[done];
+            break;
+        }
+    if (what == NULL && renameat(dirfd, meta_tmp, dirfd, DUMP_META_NAME) < 0) {
+        e = errno;
+        what = DUMP_META_NAME;
     }
-    if (fsync(dirfd) < 0) {
-        int e = errno;
+    if (what == NULL && fsync(dirfd) < 0) {
+        e = errno;
+        what = "the crash dump directory (fsync)";
         unlinkat(dirfd, DUMP_META_NAME, 0);
-        unlinkat(dirfd, DUMP_BIN_NAME, 0);
-        return bm_err_sys(err, e, "fsync of the crash dump directory");
     }
-    return 0;
+    if (what == NULL)
+        return 0;
+    /* New images without metadata: not a dump. */
+    for (size_t i = 0; i < done; i++)
+        unlinkat(dirfd, img_name[i], 0);
+    return bm_err_sys(err, e, "renaming the crash dump to %s", what);
 }

@@ -1,9 +1,11 @@
 /* dump_meta.c - crashdump.metadata: one JSON object on one line. First the
  * fields of bsodmon-plugin.md with their names and formats (KernelBase,
  * BugCheckCode, Param1-Param4, CR3, RSP: lowercase hex without 0x), then
- * ours: BugCheckName, VCPU, TimeStamp, PdbGuid, DumpFormat ("raw"),
- * DumpSize, RamRanges (["0x<start>", "0x<end inclusive>"] pairs), Sha256
- * and Complete. */
+ * ours: BugCheckName, VCPU, TimeStamp, PdbGuid, DumpFormat ("raw", "dmp"
+ * or "both"), DumpSize, RamRanges (["0x<start>", "0x<end inclusive>"]
+ * pairs), Sha256 (DumpSize and Sha256: of the first file, crashdump.bin
+ * when it is written), Complete, Files (each file's Name, Format, Size
+ * and Sha256) and, when crashdump.dmp lacks something, DmpWarnings. */
 #include "dump/dump.h"
 
 #include <errno.h>
@@ -39,7 +41,13 @@ int dump_meta_write(int fd, const struct dump_meta *m, const struct dump_source 
     snprintf(ts, sizeof ts, "%lld.%06ld", (long long)m->time.tv_sec, (long)m->time.tv_usec);
     json_object_object_add(o, "TimeStamp", json_object_new_string(ts));
     json_object_object_add(o, "PdbGuid", m->pdb_guid ? json_object_new_string(m->pdb_guid) : NULL);
-    json_object_object_add(o, "DumpFormat", json_object_new_string("raw"));
+    bool raw = false, dmp = false;
+    for (unsigned i = 0; i < res->nfiles; i++) {
+        raw = raw || strcmp(res->file[i].format, "raw") == 0;
+        dmp = dmp || strcmp(res->file[i].format, "dmp") == 0;
+    }
+    json_object_object_add(o, "DumpFormat",
+                           json_object_new_string(raw && dmp ? "both" : dmp ? "dmp" : "raw"));
     json_object_object_add(o, "DumpSize", json_object_new_int64((int64_t)res->size));
     json_object *ranges = json_object_new_array();
     for (size_t i = 0; i < src->nranges; i++) {
@@ -55,6 +63,18 @@ int dump_meta_write(int fd, const struct dump_meta *m, const struct dump_source 
         ram += src->ranges[i].end - src->ranges[i].start + 1;
     /* Every RAM byte went to the image (always so for a committed dump). */
     json_object_object_add(o, "Complete", json_object_new_boolean(res->ram_bytes == ram));
+    json_object *files = json_object_new_array();
+    for (unsigned i = 0; i < res->nfiles; i++) {
+        json_object *f = json_object_new_object();
+        json_object_object_add(f, "Name", json_object_new_string(res->file[i].name));
+        json_object_object_add(f, "Format", json_object_new_string(res->file[i].format));
+        json_object_object_add(f, "Size", json_object_new_int64((int64_t)res->file[i].size));
+        json_object_object_add(f, "Sha256", json_object_new_string(res->file[i].sha256));
+        json_object_array_add(files, f);
+    }
+    json_object_object_add(o, "Files", files);
+    if (dmp && m->dmp_warnings != NULL && m->dmp_warnings[0] != '\0')
+        json_object_object_add(o, "DmpWarnings", json_object_new_string(m->dmp_warnings));
     /* One line, as DRAKVUF writes it (json-c's default, spaced). */
     const char *json = o != NULL ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED |
                                                                    JSON_C_TO_STRING_NOSLASHESCAPE)

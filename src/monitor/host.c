@@ -20,6 +20,7 @@
 #include "monitor/monitor.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <fnmatch.h>
 #include <malloc.h>
@@ -37,6 +38,7 @@
 #include "base/util.h"
 #ifdef ENABLE_PLUGIN_BSODMON
 #include "plugins/bsodmon/bsodmon.h"
+#include "plugins/bsodmon/crashdump.h"
 #endif
 #include "vmi/qemu/guardian.h"
 #include "vmi/qemu/lvhost.h"
@@ -61,6 +63,7 @@ struct slot {
     uint64_t bp_events, panics_matched;
     _Atomic uint64_t event_uid;
     struct monitor_config cfg;   /* the host's, for this domain */
+    char dump_dir[PATH_MAX];     /* --crashdump-dir/<domain> */
     struct monitor_ctl ctl;
 };
 
@@ -151,10 +154,49 @@ static struct slot *find(struct host *h, const char *uuid)
     return NULL;
 }
 
+/* --crashdump-dir DIR: DIR/<domain>/<time>-<EventUID>/ per crash. A name
+ * that is not a plain file name (libvirt allows blanks, quotes, a leading
+ * dot...) is made one, with the UUID's start to keep it apart. */
+static void dump_dir(struct host *h, struct slot *s)
+{
+#ifdef ENABLE_PLUGIN_BSODMON
+    s->cfg.plugin_opts.crashdump_dir = NULL;
+    if (h->base->plugin_opts.crashdump_dir == NULL)
+        return;
+    char name[LV_NAME_MAX + 16];
+    size_t n = 0;
+    bool changed = s->name[0] == '.' || s->name[0] == '\0';
+    for (const char *p = s->name; *p != '\0' && n < 64; p++) {
+        char ch = *p;
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '.' || ch == '_' || ch == '-' || ch == '+';
+        name[n++] = ok ? ch : '_';
+        changed |= !ok;
+    }
+    changed |= strlen(s->name) > 64;
+    name[n] = '\0';
+    if (changed)
+        snprintf(name + n, sizeof name - n, "-%.8s", s->uuid);
+    struct bm_err e = BM_ERR_INIT;
+    if ((size_t)snprintf(s->dump_dir, sizeof s->dump_dir, "%s/%s",
+                         h->base->plugin_opts.crashdump_dir, name) >= sizeof s->dump_dir ||
+        crashdump_check_dir(s->dump_dir, &e) < 0) {
+        bm_log("%s: no crash dumps: %s", s->name, e.set ? bm_err_msg(&e) : "path too long");
+        return;
+    }
+    s->cfg.plugin_opts.crashdump_dir = s->dump_dir;
+    s->cfg.plugin_opts.crashdump_per_event = true;
+#else
+    (void)h;
+    (void)s;
+#endif
+}
+
 static void start_slot(struct host *h, struct slot *s)
 {
     s->cfg = *h->base;
     s->cfg.guardian = &h->guardian;
+    dump_dir(h, s);
     snprintf(s->cfg.route.target, sizeof s->cfg.route.target, "%s", s->uuid);
     snprintf(s->cfg.route.uri, sizeof s->cfg.route.uri, "%s", h->uri);
     s->cfg.route.via = QEMU_VIA_LIBVIRT;

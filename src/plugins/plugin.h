@@ -32,6 +32,10 @@ struct plugin_options {
     bool bsodmon_abort;          /* -b */
     bool bsodmon_ignore_stop;    /* --bsodmon-ignore-stop */
     const char *crashdump_dir;   /* --crashdump-dir */
+    unsigned crashdump_formats;  /* --crashdump-format: DUMP_RAW | DUMP_DMP bits, 0 = raw */
+    /* Each dump in a directory of its own, crashdump_dir/<UTC time>-<EventUID>/
+     * (the host mode: one crashdump_dir per domain, many crashes each). */
+    bool crashdump_per_event;
 #endif
 };
 

@@ -37,12 +37,35 @@ const struct profile_want_field profile_want_fields[] = {
     F("_EPROCESS", "ActiveProcessLinks", eprocess_active_links),
     F("_KPROCESS", "DirectoryTableBase", kprocess_dtb),
     F("_PEB", "SessionId", peb_session_id),
+    F("_KPRCB", "Context", kprcb_context),
+    F("_KPRCB", "ProcessorState", kprcb_processor_state),
+    F("_KPROCESSOR_STATE", "ContextFrame", kprocessor_state_context_frame),
+    F("_KUSER_SHARED_DATA", "InterruptTime", kuser_interrupt_time),
+    F("_KUSER_SHARED_DATA", "SystemTime", kuser_system_time),
+    F("_KUSER_SHARED_DATA", "NtProductType", kuser_product_type),
+    F("_KUSER_SHARED_DATA", "SuiteMask", kuser_suite_mask),
+    F("_DBGKD_GET_VERSION64", "MajorVersion", dbgkd_major_version),
+    F("_DBGKD_GET_VERSION64", "MinorVersion", dbgkd_minor_version),
+    F("_DBGKD_GET_VERSION64", "KdSecondaryVersion", dbgkd_kd_secondary_version),
+#define C(i, f) F("_CONTEXT", f, context[i])
+    C(0, "ContextFlags"), C(1, "MxCsr"), C(2, "SegCs"), C(3, "SegDs"), C(4, "SegEs"),
+    C(5, "SegFs"), C(6, "SegGs"), C(7, "SegSs"), C(8, "EFlags"), C(9, "Rax"), C(10, "Rcx"),
+    C(11, "Rdx"), C(12, "Rbx"), C(13, "Rsp"), C(14, "Rbp"), C(15, "Rsi"), C(16, "Rdi"),
+    C(17, "R8"), C(18, "R9"), C(19, "R10"), C(20, "R11"), C(21, "R12"), C(22, "R13"),
+    C(23, "R14"), C(24, "R15"), C(25, "Rip"), C(26, "FltSave"),
+#undef C
+    /* FltSave is an _XSAVE_FORMAT: its MxCsr is the second copy kdmp-parser
+     * checks against the first. */
+    F("_XSAVE_FORMAT", "MxCsr", context[27]),
 };
 const size_t profile_nwant_fields = sizeof profile_want_fields / sizeof profile_want_fields[0];
 
 #define S(n) { #n, offsetof(struct win_profile, n) }
 const struct profile_want_symbol profile_want_symbols[] = {
     S(KeBugCheck2), S(KeBugCheckEx), S(KeBugCheck), S(KiSystemCall64),
+    S(KdDebuggerDataBlock), S(KdpDataBlockEncoded), S(KiWaitNever), S(KiWaitAlways),
+    S(KiProcessorBlock), S(KiBugCheckData), S(MmPfnDatabase), S(PsActiveProcessHead),
+    S(PsLoadedModuleList), S(PsInitialSystemProcess), S(KdVersionBlock), S(KeNumberProcessors),
 };
 const size_t profile_nwant_symbols = sizeof profile_want_symbols / sizeof profile_want_symbols[0];
 

@@ -47,6 +47,19 @@ struct win_profile {
     struct win_off KeBugCheckEx;
     struct win_off KeBugCheck;
     struct win_off KiSystemCall64;          /* LSTAR target: kernel discovery */
+    /* For the Windows crash dump (win/crashinfo.c, win/kdbg.c). */
+    struct win_off KdDebuggerDataBlock;
+    struct win_off KdpDataBlockEncoded;
+    struct win_off KiWaitNever;
+    struct win_off KiWaitAlways;
+    struct win_off KiProcessorBlock;
+    struct win_off KiBugCheckData;
+    struct win_off MmPfnDatabase;
+    struct win_off PsActiveProcessHead;
+    struct win_off PsLoadedModuleList;
+    struct win_off PsInitialSystemProcess;
+    struct win_off KdVersionBlock;
+    struct win_off KeNumberProcessors;
 
     /* Structure member offsets, in bytes. */
     struct win_off kpcr_self;               /* _KPCR.Self: validates GS base */
@@ -69,6 +82,19 @@ struct win_profile {
     struct win_off eprocess_active_links;   /* _EPROCESS.ActiveProcessLinks */
     struct win_off kprocess_dtb;            /* _KPROCESS.DirectoryTableBase */
     struct win_off peb_session_id;          /* _PEB.SessionId */
+    /* For the Windows crash dump. */
+    struct win_off kprcb_context;           /* _KPRCB.Context (a _CONTEXT pointer) */
+    struct win_off kprcb_processor_state;   /* _KPRCB.ProcessorState */
+    struct win_off kprocessor_state_context_frame; /* _KPROCESSOR_STATE.ContextFrame */
+    struct win_off kuser_interrupt_time;    /* _KUSER_SHARED_DATA.InterruptTime */
+    struct win_off kuser_system_time;       /* _KUSER_SHARED_DATA.SystemTime */
+    struct win_off kuser_product_type;      /* _KUSER_SHARED_DATA.NtProductType */
+    struct win_off kuser_suite_mask;        /* _KUSER_SHARED_DATA.SuiteMask */
+    struct win_off dbgkd_major_version;     /* _DBGKD_GET_VERSION64.MajorVersion */
+    struct win_off dbgkd_minor_version;     /* _DBGKD_GET_VERSION64.MinorVersion */
+    struct win_off dbgkd_kd_secondary_version; /* _DBGKD_GET_VERSION64.KdSecondaryVersion */
+    /* _CONTEXT members, in the order of enum win_ctx_field (win/crashinfo.h). */
+    struct win_off context[32];
 };
 
 /* Load a profile, choosing the format by content: xz and gzip by their

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "base/log.h"
 #include "plugins/bsodmon/bugcheck.h"
@@ -86,7 +87,24 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         return PLUGIN_EXIT;
     }
     int rc_dump = 0;
-    if (host->opts->crashdump_dir != NULL) {
+    char sub[4096];
+    if (host->opts->crashdump_dir != NULL && host->opts->crashdump_per_event) {
+        /* Unique across restarts of bsodmon (EventUIDs start again at 1),
+         * and sorted by time. */
+        struct tm tm;
+        gmtime_r(&now.tv_sec, &tm);
+        char when[40];
+        strftime(when, sizeof when, "%Y%m%dT%H%M%S", &tm);
+        if ((size_t)snprintf(sub, sizeof sub, "%s/%s.%06ldZ-0x%" PRIx64, host->opts->crashdump_dir,
+                             when, (long)now.tv_usec, oe.event_uid) >= sizeof sub ||
+            crashdump_check_dir(sub, &e) < 0) {
+            bm_log("crash dump not written: %s", e.set ? bm_err_msg(&e) : "path too long");
+            bm_err_clear(&e);
+        } else {
+            c.dir = sub;
+        }
+    }
+    if (host->opts->crashdump_dir != NULL && (!host->opts->crashdump_per_event || c.dir != NULL)) {
         c.name = name;
         rc_dump = crashdump_write(host, &c, &e);
         if (rc_dump < 0) {

@@ -1,13 +1,17 @@
 /* crashdump.c - bsodmon's crash dump: the guest stays stopped at the trap
  * while dump/ writes all of its RAM; progress goes to stderr for dumps that
- * take more than a second; SIGINT/SIGTERM cancel it cleanly. */
+ * take more than a second; SIGINT/SIGTERM cancel it cleanly. For the
+ * Windows crash dump, win/crashinfo gathers the header facts and the
+ * patches of the dump's copy of memory; this file only hands them over. */
 #include "plugins/bsodmon/crashdump.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "dump/dump.h"
+#include "win/crashinfo.h"
 #include "win/wincore.h"
 
 #define MAX_RANGES 64
@@ -57,6 +61,65 @@ static const void *map_ram(void *ctx, uint64_t pa, size_t len)
     return vmi_map_phys(ctx, pa, len);
 }
 
+int crashdump_parse_format(const char *s, unsigned *formats)
+{
+    if (strcmp(s, "raw") == 0)
+        *formats = DUMP_RAW;
+    else if (strcmp(s, "dmp") == 0)
+        *formats = DUMP_DMP;
+    else if (strcmp(s, "both") == 0)
+        *formats = DUMP_RAW | DUMP_DMP;
+    else {
+        fprintf(stderr, "bsodmon: --crashdump-format takes raw, dmp or both, not '%s'\n", s);
+        return -1;
+    }
+    return 0;
+}
+
+/* The dmp header's facts and patches, from win/. Without a profile only
+ * what the trap itself gives (code, parameters, CR3, vCPU count). */
+static void dmp_facts(struct plugin_host *host, const struct crash *c, struct win_crashinfo *ci,
+                      struct dump_dmp *d, struct dump_patch *patches)
+{
+    struct bm_err e = BM_ERR_INIT;
+    memset(d, 0, sizeof *d);
+    if (win_crashinfo_collect(host->vmi, host->kernel, c->vcpu, c->code, c->p, ci, &e) < 0) {
+        memset(ci, 0, sizeof *ci);
+        ci->dtb = c->cr3 & 0x000ffffffffff000ull;
+        ci->nprocs = vmi_vcpu_count(host->vmi);
+        snprintf(ci->warnings, sizeof ci->warnings, "%s: only the bug check, the DTB and the "
+                 "processor count are filled", bm_err_msg(&e));
+    }
+    d->major_version = ci->major_version;
+    d->minor_version = ci->minor_version;
+    d->kd_secondary_version = ci->kd_secondary_version;
+    d->directory_table_base = ci->dtb;
+    d->pfn_database = ci->pfn_database;
+    d->ps_loaded_module_list = ci->ps_loaded_module_list;
+    d->ps_active_process_head = ci->ps_active_process_head;
+    d->machine_image_type = 0x8664; /* IMAGE_FILE_MACHINE_AMD64 */
+    d->number_processors = ci->nprocs;
+    d->bugcheck_code = (uint32_t)c->code;
+    memcpy(d->bugcheck_param, c->p, sizeof d->bugcheck_param);
+    d->kd_debugger_data_block = ci->kdbg;
+    _Static_assert(sizeof d->context == sizeof ci->context, "CONTEXT sizes");
+    memcpy(d->context, ci->context, sizeof d->context);
+    d->exception_code = ci->exception_code;
+    d->exception_flags = ci->exception_flags;
+    d->exception_address = ci->exception_address;
+    d->system_time = ci->system_time;
+    d->system_uptime = ci->interrupt_time;
+    d->product_type = ci->product_type;
+    d->suite_mask = ci->suite_mask;
+    snprintf(d->comment, sizeof d->comment, "bsodmon: bug check %#llx caught at KeBugCheck2 "
+             "entry on vCPU %u, dumped from the hypervisor", (unsigned long long)c->code, c->vcpu);
+    for (size_t i = 0; i < ci->npatches; i++)
+        patches[i] = (struct dump_patch){ ci->patch[i].pa, ci->patch[i].len,
+                                          ci->bytes + ci->patch[i].at };
+    d->patches = patches;
+    d->npatches = ci->npatches;
+}
+
 int crashdump_check_dir(const char *dir, struct bm_err *err)
 {
     return dump_check_dir(dir, err);
@@ -83,14 +146,30 @@ int crashdump_write(struct plugin_host *host, const struct crash *c, struct bm_e
     prog.last = prog.start;
     struct dump_opts opts = { on_progress, &prog, host->interrupted, poll_signals, host };
     struct dump_result res;
-    const char *dir = host->opts->crashdump_dir;
-    if (dump_write_raw(dir, &src, &meta, &opts, &res, err) < 0) {
+    const char *dir = c->dir != NULL ? c->dir : host->opts->crashdump_dir;
+    unsigned formats = host->opts->crashdump_formats ? host->opts->crashdump_formats : DUMP_RAW;
+    static struct win_crashinfo ci; /* large; one dump at a time */
+    static struct dump_dmp dmp;
+    static struct dump_patch patches[WIN_CI_MAX_PATCHES];
+    _Static_assert(WIN_CI_MAX_PATCHES <= DUMP_DMP_MAX_PATCHES, "patch counts");
+    if (formats & DUMP_DMP) {
+        dmp_facts(host, c, &ci, &dmp, patches);
+        if (ci.warnings[0] != '\0') {
+            fprintf(stderr, "bsodmon: warning: %s: %s\n", DUMP_DMP_NAME, ci.warnings);
+            meta.dmp_warnings = ci.warnings;
+        }
+    }
+    if (dump_write(dir, formats, &src, &meta, &dmp, &opts, NULL, &res, err) < 0) {
         if (prog.shown && prog.tty)
             fputc('\n', stderr);
         return -1;
     }
-    fprintf(stderr, "bsodmon: crash dump written: %s/%s (%llu MiB of RAM in %.2f s, %.0f MB/s; "
-            "%llu KiB of non-zero pages) and %s/%s\n", dir, DUMP_BIN_NAME,
+    char names[160] = "";
+    for (unsigned i = 0; i < res.nfiles; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s/%s",
+                 i ? ", " : "", dir, res.file[i].name);
+    fprintf(stderr, "bsodmon: crash dump written: %s (%llu MiB of RAM in %.2f s, %.0f MB/s; "
+            "%llu KiB of non-zero pages) and %s/%s\n", names,
             (unsigned long long)(res.ram_bytes >> 20), res.seconds,
             (double)res.ram_bytes / res.seconds / 1e6,
             (unsigned long long)(res.written_bytes >> 10), dir, DUMP_META_NAME);

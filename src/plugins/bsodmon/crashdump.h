@@ -11,6 +11,7 @@
 
 /* What was caught, for the metadata file. */
 struct crash {
+    const char *dir;            /* where to write; NULL: --crashdump-dir */
     uint64_t code, p[4];
     unsigned vcpu;
     uint64_t cr3, rsp;
@@ -18,12 +19,18 @@ struct crash {
     const char *name;
 };
 
+/* --crashdump-format raw|dmp|both into DUMP_RAW/DUMP_DMP bits; prints
+ * the error (command-line parsing). */
+int crashdump_parse_format(const char *s, unsigned *formats);
+
 /* Checked at start-up, before the guest is touched: the directory is
  * usable (created 0700 when missing), or a clear error. */
 int crashdump_check_dir(const char *dir, struct bm_err *err);
 
-/* Write DIR/crashdump.bin and DIR/crashdump.metadata. 0, or -1 with nothing
- * that looks like a complete dump left behind. */
+/* Write DIR/crashdump.bin and/or DIR/crashdump.dmp (one pass over RAM) and
+ * DIR/crashdump.metadata. 0, or -1 with nothing that looks like a complete
+ * dump left behind. What crashdump.dmp could not be given (an absent or
+ * undecodable KDBG, ...) is a warning on stderr, not a failure. */
 int crashdump_write(struct plugin_host *host, const struct crash *c, struct bm_err *err);
 
 #endif

@@ -258,7 +258,7 @@ static void check_metadata(const char *d, const struct dump_result *res, const c
     static const char *const order[] = { "KernelBase", "BugCheckCode", "Param1", "Param2",
                                          "Param3", "Param4", "CR3", "RSP", "BugCheckName",
                                          "VCPU", "TimeStamp", "PdbGuid", "DumpFormat",
-                                         "DumpSize", "RamRanges", "Sha256", "Complete" };
+                                         "DumpSize", "RamRanges", "Sha256", "Complete", "Files" };
     size_t i = 0;
     json_object_object_foreach(o, key, val) {
         (void)val;
