@@ -47,6 +47,9 @@ struct win_profile {
     struct win_off KeBugCheckEx;
     struct win_off KeBugCheck;
     struct win_off KiSystemCall64;          /* LSTAR target: kernel discovery */
+    struct win_off PsLoadedModuleList;      /* _LIST_ENTRY head of the loaded modules */
+    struct win_off KiBugCheckData;          /* ULONG_PTR[5]: final code, P1..P4 */
+    struct win_off KiBugCheckDriver;        /* PUNICODE_STRING: the driver blamed */
 
     /* Structure member offsets, in bytes. */
     struct win_off kpcr_self;               /* _KPCR.Self: validates GS base */
@@ -69,6 +72,28 @@ struct win_profile {
     struct win_off eprocess_active_links;   /* _EPROCESS.ActiveProcessLinks */
     struct win_off kprocess_dtb;            /* _KPROCESS.DirectoryTableBase */
     struct win_off peb_session_id;          /* _PEB.SessionId */
+
+    /* Triage (bsodmon's analysis; win/winmod.h, win/wintrap.h). The loaded
+     * module entries are _KLDR_DATA_TABLE_ENTRY (Windows 10+) or, in tables
+     * without it, _LDR_DATA_TABLE_ENTRY: both are kept, winmod uses the first
+     * it finds complete. */
+    struct win_off kldr_links;              /* _KLDR_DATA_TABLE_ENTRY.InLoadOrderLinks */
+    struct win_off kldr_dll_base;           /* .DllBase */
+    struct win_off kldr_size_of_image;      /* .SizeOfImage */
+    struct win_off kldr_base_dll_name;      /* .BaseDllName (_UNICODE_STRING) */
+    struct win_off ldr_links;               /* _LDR_DATA_TABLE_ENTRY.InLoadOrderLinks */
+    struct win_off ldr_dll_base;            /* .DllBase */
+    struct win_off ldr_size_of_image;       /* .SizeOfImage */
+    struct win_off ldr_base_dll_name;       /* .BaseDllName */
+    struct win_off list_entry_flink;        /* _LIST_ENTRY.Flink */
+    struct win_off unicode_string_length;   /* _UNICODE_STRING.Length (bytes) */
+    struct win_off unicode_string_buffer;   /* _UNICODE_STRING.Buffer */
+    struct win_off ktrap_frame_rip;         /* _KTRAP_FRAME.Rip */
+    struct win_off ktrap_frame_rsp;         /* _KTRAP_FRAME.Rsp */
+    struct win_off exception_record_code;   /* _EXCEPTION_RECORD.ExceptionCode */
+    struct win_off exception_record_address;/* _EXCEPTION_RECORD.ExceptionAddress */
+    struct win_off context_rip;             /* _CONTEXT.Rip */
+    struct win_off context_rsp;             /* _CONTEXT.Rsp */
 };
 
 /* Load a profile, choosing the format by content: xz and gzip by their
