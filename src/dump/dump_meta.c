@@ -3,7 +3,8 @@
  * BugCheckCode, Param1-Param4, CR3, RSP: lowercase hex without 0x), then
  * ours: BugCheckName, VCPU, TimeStamp, PdbGuid, DumpFormat ("raw"),
  * DumpSize, RamRanges (["0x<start>", "0x<end inclusive>"] pairs), Sha256
- * and Complete. */
+ * and Complete; then the extra fields the caller passes (bsodmon's
+ * analysis), hex numbers as "0x..." strings. */
 #include "dump/dump.h"
 
 #include <errno.h>
@@ -55,6 +56,20 @@ int dump_meta_write(int fd, const struct dump_meta *m, const struct dump_source 
         ram += src->ranges[i].end - src->ranges[i].start + 1;
     /* Every RAM byte went to the image (always so for a committed dump). */
     json_object_object_add(o, "Complete", json_object_new_boolean(res->ram_bytes == ram));
+    for (size_t i = 0; i < m->nextra && i < DUMP_META_EXTRA_MAX; i++) {
+        const struct dump_meta_field *f = &m->extra[i];
+        if (!f->is_str) {
+            json_object_object_add(o, f->name, hex(f->num, true));
+            continue;
+        }
+        char s[256];
+        size_t n = f->str_len < sizeof s ? f->str_len : sizeof s - 1;
+        for (size_t k = 0; k < n; k++) {
+            unsigned char ch = (unsigned char)f->str[k];
+            s[k] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+        }
+        json_object_object_add(o, f->name, json_object_new_string_len(s, (int)n));
+    }
     /* One line, as DRAKVUF writes it (json-c's default, spaced). */
     const char *json = o != NULL ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED |
                                                                    JSON_C_TO_STRING_NOSLASHESCAPE)

@@ -60,7 +60,7 @@ const size_t profile_nwant_fields = sizeof profile_want_fields / sizeof profile_
 #define S(n) { #n, offsetof(struct win_profile, n) }
 const struct profile_want_symbol profile_want_symbols[] = {
     S(KeBugCheck2), S(KeBugCheckEx), S(KeBugCheck), S(KiSystemCall64),
-    S(PsLoadedModuleList), S(KiBugCheckData), S(KiBugCheckDriver),
+    S(PsLoadedModuleList),
 };
 const size_t profile_nwant_symbols = sizeof profile_want_symbols / sizeof profile_want_symbols[0];
 

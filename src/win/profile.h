@@ -48,8 +48,6 @@ struct win_profile {
     struct win_off KeBugCheck;
     struct win_off KiSystemCall64;          /* LSTAR target: kernel discovery */
     struct win_off PsLoadedModuleList;      /* _LIST_ENTRY head of the loaded modules */
-    struct win_off KiBugCheckData;          /* ULONG_PTR[5]: final code, P1..P4 */
-    struct win_off KiBugCheckDriver;        /* PUNICODE_STRING: the driver blamed */
 
     /* Structure member offsets, in bytes. */
     struct win_off kpcr_self;               /* _KPCR.Self: validates GS base */

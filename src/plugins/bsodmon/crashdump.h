@@ -7,6 +7,7 @@
 #include <sys/time.h>
 
 #include "base/err.h"
+#include "output/output.h"
 #include "plugins/plugin.h"
 
 /* What was caught, for the metadata file. */
@@ -16,6 +17,8 @@ struct crash {
     uint64_t cr3, rsp;
     struct timeval time;
     const char *name;
+    const struct output_field *analysis;    /* the event's analysis fields */
+    size_t nanalysis;
 };
 
 /* Checked at start-up, before the guest is touched: the directory is

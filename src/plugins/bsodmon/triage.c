@@ -79,7 +79,7 @@ static void bucket(const struct triage_input *in, const struct bcp_code *c, stru
     }
     /* A code that names a faulting IP buckets on its module: without it
      * the bucket would differ from the same crash's where the read worked. */
-    if (!t->has_module || t->module_truncated)
+    if (!t->has_module)
         return;
     snprintf(t->bucket, sizeof t->bucket, "0x%" PRIx32 "%s_%s+0x%" PRIx64, t->reported, sub,
              t->module, t->module_offset);
@@ -177,6 +177,11 @@ void triage_analyse(const struct triage_input *in, struct triage *t)
         if (ip_mod >= 0) {
             const struct winmod_entry *m = &in->modules->m[ip_mod];
             if (winmod_name(in->read, in->ctx, m, t->module, &t->module_truncated, &e) < 0) {
+                failed(t, "module name", &e);
+            } else if (t->module_truncated) {
+                /* A cut name is not the module's: leave the module out. */
+                bm_err_set(&e, "the name of the module at %#" PRIx64 " is longer than %d "
+                           "bytes", m->base, WINMOD_NAME_MAX);
                 failed(t, "module name", &e);
             } else {
                 t->has_module = true;

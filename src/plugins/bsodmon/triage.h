@@ -58,7 +58,7 @@ struct triage {
     uint64_t ip;
     bool has_module;
     char module[WINMOD_NAME_MAX + 1];
-    bool module_truncated;
+    bool module_truncated;          /* its name was cut: has_module is false */
     uint64_t module_offset;
     uint32_t module_size;
     bool has_module_timestamp;

@@ -197,15 +197,17 @@ static void test_hostile_module_list(void **state)
     run(0xA, 0x10, 2, 1, UINT64_C(0xffffc00000001000), &t);
     assert_false(t.has_reported || t.has_module);
     tw_put64(w, tw_entry_va(2), TW_KBASE + TW_HEAD_RVA);
-    /* Over-long name: module found, name cut, no bucket on a cut name. */
+    /* Over-long name: the module is left out (a cut name is not its name). */
     char longname[200];
     memset(longname, 'y', sizeof longname - 1);
     longname[sizeof longname - 1] = '\0';
     tw_set_name(w, 2, longname, 0x1000);
     run(0xA, 0x10, 2, 1, DRV_IP, &t);
-    assert_true(t.has_module && t.module_truncated);
-    assert_int_equal(strlen(t.module), WINMOD_NAME_MAX);
-    assert_false(t.has_bucket);
+    assert_true(t.module_truncated);
+    assert_false(t.has_module || t.has_bucket);
+    assert_true(t.has_ip && t.has_reported);
+    assert_int_equal(t.failed_reads, 1);
+    assert_non_null(strstr(t.first_error, "longer than"));
     tw_set_name(w, 2, "guestdrv.sys", 24);
     /* No profile: the parameters alone. */
     struct triage_input in = { .code = 0xA, .p = { 0x10, 2, 1, DRV_IP }, .read = fakevm_read,
