@@ -150,6 +150,68 @@ kebugcheck2_entry:
         hlt
         jmp     5b
 
+/* The image's RtlCaptureContext jumps here: RtlCaptureContext(RCX =
+ * CONTEXT *), Windows x64 semantics: the caller's registers, Rsp as after
+ * the return, Rip = the return address; every register preserved. Offsets
+ * are the x64 CONTEXT's (architectural, the same in every build). */
+        .globl rtl_capture_context
+rtl_capture_context:
+        pushfq
+        popq    0x44(%rcx)              /* EFlags (8 bytes: Dr0 rewritten below) */
+        mov     %rax, 0x78(%rcx)
+        mov     %rcx, 0x80(%rcx)
+        mov     %rdx, 0x88(%rcx)
+        mov     %rbx, 0x90(%rcx)
+        lea     8(%rsp), %rax
+        mov     %rax, 0x98(%rcx)        /* Rsp */
+        mov     %rbp, 0xa0(%rcx)
+        mov     %rsi, 0xa8(%rcx)
+        mov     %rdi, 0xb0(%rcx)
+        mov     %r8, 0xb8(%rcx)
+        mov     %r9, 0xc0(%rcx)
+        mov     %r10, 0xc8(%rcx)
+        mov     %r11, 0xd0(%rcx)
+        mov     %r12, 0xd8(%rcx)
+        mov     %r13, 0xe0(%rcx)
+        mov     %r14, 0xe8(%rcx)
+        mov     %r15, 0xf0(%rcx)
+        mov     (%rsp), %rax
+        mov     %rax, 0xf8(%rcx)        /* Rip */
+        movl    $0x10000f, 0x30(%rcx)   /* CONTEXT_AMD64 | CONTROL | INTEGER | SEGMENTS | FLOATING_POINT */
+        movl    $0x1f80, 0x34(%rcx)     /* MxCsr (reset value; no SSE state here) */
+        movw    $0x27f, 0x100(%rcx)     /* FltSave.ControlWord */
+        movl    $0x1f80, 0x118(%rcx)    /* FltSave.MxCsr = MxCsr */
+        mov     %cs, %ax
+        mov     %ax, 0x38(%rcx)
+        mov     %ds, %ax
+        mov     %ax, 0x3a(%rcx)
+        mov     %es, %ax
+        mov     %ax, 0x3c(%rcx)
+        mov     %fs, %ax
+        mov     %ax, 0x3e(%rcx)
+        mov     %gs, %ax
+        mov     %ax, 0x40(%rcx)
+        mov     %ss, %ax
+        mov     %ax, 0x42(%rcx)
+        movq    $0, 0x48(%rcx)          /* Dr0 */
+        mov     0x78(%rcx), %rax
+        ret
+
+/* The image's KiSaveProcessorControlState jumps here (RCX = &Prcb->
+ * ProcessorState, Windows x64 ABI): save_control_state in C, keeping RSI
+ * and RDI, which that ABI preserves and System V does not. */
+        .globl ki_save_control_state
+ki_save_control_state:
+        push    %rsi
+        push    %rdi
+        mov     %rcx, %rdi
+        sub     $8, %rsp
+        call    save_control_state
+        add     $8, %rsp
+        pop     %rdi
+        pop     %rsi
+        ret
+
 /* call_ms_abi(target, code, p1, p2, p3, p4): call a Windows x64 function
  * with five arguments (P4 on the stack) and a NULL sixth (trap frame). */
         .globl call_ms_abi

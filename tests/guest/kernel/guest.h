@@ -7,6 +7,10 @@
 
 #define MAX_CPUS 4
 #define MAX_RAM 16
+#define MAX_PROCS 10
+#define MAX_MODS 8
+#define MAX_SESSIONS 4
+#define KUSER_SHARED_DATA 0xfffff78000000000ull
 
 struct ram_range {
     u64 start, end; /* inclusive end */
@@ -32,12 +36,23 @@ struct orders {
 
 struct cpu {
     u64 kpcr, idt, gdt, cr3, teb, thread;
+    u64 prcb, context;    /* KPRCB, and the CONTEXT its Context points to */
     volatile bool up;
 };
 
 struct process {
     u64 eprocess, dtb, peb, teb;
     u64 pid, ppid, session;
+    u64 create_time;      /* FILETIME */
+    bool has_session;     /* EPROCESS.Session set (not System, not smss) */
+    const u8 *name;
+    u32 name_len;
+};
+
+struct module {
+    const char *name, *path;
+    u64 base;
+    u32 size, timestamp;
 };
 
 struct world {
@@ -47,8 +62,19 @@ struct world {
     u64 sys_pml4;         /* System's DirectoryTableBase */
     u64 pool_va, pool_pa, pool_used, pool_size;
     struct process idle, system, parent, victim;
+    struct process extra[5];  /* smss, csrss, wininit, services, lsass */
+    struct process *procs[MAX_PROCS]; /* PsActiveProcessHead's order */
+    unsigned n_procs;
     u64 victim_tid;
     struct cpu cpu[MAX_CPUS];
+    u32 selfref;          /* the self-referencing PML4 index */
+    u64 pool_slot;
+    u64 pfn_db;           /* MmPfnDatabase's value */
+    u64 boot_time, system_time; /* FILETIME */
+    struct module mods[MAX_MODS];
+    unsigned n_mods;
+    bool kdbg_encoded;
+    u64 session_space[MAX_SESSIONS];
 };
 
 extern struct orders ord;
@@ -61,6 +87,20 @@ u64 palloc(u64 size, u64 align);
 void palloc_init(u64 start, u64 end, u64 avoid_start, u64 avoid_end);
 void world_build(void);
 void cpu_setup(unsigned i); /* load GDT/IDT/MSRs/CR3 of vCPU i, on vCPU i */
+void map(u64 pml4, u64 va, u64 pa, bool large, u64 flags);
+u64 pool_alloc(u64 size, u64 align);
+u64 off(const char *key);
+void put64(u64 va, u64 o, u64 v);
+void put32(u64 va, u64 o, u32 v);
+void put16(u64 va, u64 o, u16 v);
+void list_insert_tail(u64 head, u64 entry);
+
+/* windata.c: what analysis tools read besides processes and threads */
+void kuser_build(u64 kuser_pa);
+void modules_build(void);
+void kdata_finish(void); /* KiProcessorBlock, KeNumberProcessors, ..., the KDBG (encoded last) */
+void kibugcheckdata_fill(u64 code, const u64 p[4]);
+void save_control_state(u64 state); /* KiSaveProcessorControlState(&Prcb->ProcessorState) */
 
 /* hw.c */
 void lapic_timer_start(void);
@@ -76,6 +116,8 @@ extern volatile unsigned ap_booting;
 /* entry.S */
 extern char ap_tramp_start[], ap_tramp_end[], ap_tramp_cr3[], ap_tramp_stack[], ap_tramp_entry[];
 void kebugcheck2_entry(void);
+void rtl_capture_context(void);
+void ki_save_control_state(void);
 void isr_common(void);
 void call_ms_abi(u64 target, u64 code, u64 p1, u64 p2, u64 p3, u64 p4);
 void reload_segments(void);

@@ -203,6 +203,60 @@ static void print_json_bytes(const u8 *s, u32 n)
     serial_putc('"');
 }
 
+static void print_sym(const char *json, const char *key)
+{
+    u64 rva = layout_get(&W.lay, key);
+    if (rva == LAYOUT_ABSENT)
+        kprintf(", \"%s\": null", json);
+    else
+        kprintf(", \"%s\": \"0x%lx\"", json, W.base + rva);
+}
+
+/* The fields an analysis tool or a dump writer/reader checks (boot's
+ * docstring describes them). */
+static void print_truth_windows(void)
+{
+    kprintf(", \"NtMajorVersion\": %lu, \"NtMinorVersion\": %lu, \"NtBuildNumber\": %lu",
+            layout_need(&W.lay, "ver:major"), layout_need(&W.lay, "ver:minor"),
+            layout_need(&W.lay, "ver:build"));
+    kprintf(", \"KernelDTB\": \"0x%lx\", \"SelfRefIndex\": %u", W.sys_pml4, W.selfref);
+    print_sym("KdDebuggerDataBlock", "sym:KdDebuggerDataBlock");
+    kprintf(", \"KdDebuggerDataSize\": %lu, \"KdDebuggerDataEncoded\": %s",
+            layout_need(&W.lay, "kdbg:size"), W.kdbg_encoded ? "true" : "false");
+    print_sym("KdVersionBlock", "sym:KdVersionBlock");
+    print_sym("PsActiveProcessHead", "sym:PsActiveProcessHead");
+    print_sym("PsLoadedModuleList", "sym:PsLoadedModuleList");
+    print_sym("KiProcessorBlock", "sym:KiProcessorBlock");
+    print_sym("KiBugCheckData", "sym:KiBugCheckData");
+    print_sym("KeNumberProcessors", "sym:KeNumberProcessors");
+    kprintf(", \"PfnDatabase\": \"0x%lx\", \"SystemTime\": %lu, \"BootTime\": %lu",
+            W.pfn_db, W.system_time, W.boot_time);
+    kprintf(", \"Prcbs\": [");
+    for (unsigned i = 0; i < ord.vcpus; i++)
+        kprintf("%s{\"Prcb\": \"0x%lx\", \"Context\": \"0x%lx\", \"ContextFrame\": \"0x%lx\"}",
+                i ? ", " : "", W.cpu[i].prcb, W.cpu[i].context,
+                W.cpu[i].prcb + layout_need(&W.lay, "off:_KPRCB.ProcessorState.ContextFrame"));
+    kprintf("], \"Processes\": [");
+    for (unsigned i = 0; i < W.n_procs; i++) {
+        const struct process *p = W.procs[i];
+        kprintf("%s{\"PID\": %lu, \"PPID\": %lu, \"Name\": ", i ? ", " : "", p->pid, p->ppid);
+        print_json_bytes(p->name, p->name_len);
+        kprintf(", \"DirectoryTableBase\": \"0x%lx\", \"CreateTime\": %lu, \"Peb\": \"0x%lx\", "
+                "\"EProcess\": \"0x%lx\", \"SessionId\": ", p->dtb, p->create_time, p->peb, p->eprocess);
+        if (p->has_session)
+            kprintf("%lu}", p->session);
+        else
+            kprintf("null}");
+    }
+    kprintf("], \"Modules\": [");
+    for (unsigned i = 0; i < W.n_mods; i++) {
+        const struct module *m = &W.mods[i];
+        kprintf("%s{\"Name\": \"%s\", \"Base\": \"0x%lx\", \"Size\": %u, \"TimeDateStamp\": %u}",
+                i ? ", " : "", m->name, m->base, m->size, m->timestamp);
+    }
+    kprintf("]");
+}
+
 static void print_truth(void)
 {
     kprintf("{\"KernelBase\": \"0x%lx\", \"PdbName\": \"%s\", \"PdbGuid\": \"%s\", ",
@@ -223,7 +277,9 @@ static void print_truth(void)
             ord.p[2], ord.p[3], ord.count, ord.seed);
     for (int i = 0; i < n_ram; i++)
         kprintf("%s[\"0x%lx\", \"0x%lx\"]", i ? ", " : "", ram[i].start, ram[i].end);
-    kprintf("]}\n");
+    kprintf("]");
+    print_truth_windows();
+    kprintf("}\n");
 }
 
 /* ---- bug checks ------------------------------------------------------------------ */
@@ -251,6 +307,7 @@ void bugcheck2_handler(u64 code, u64 p1, u64 p2, u64 p3, u64 p4, u64 trap_frame)
 {
     (void)trap_frame;
     u64 p[4] = { p1, p2, p3, p4 };
+    kibugcheckdata_fill(code, p);
     bluescreen(code, p);
     kprintf("bluescreen 0x%lx 0x%lx 0x%lx 0x%lx 0x%lx\n", code, p1, p2, p3, p4);
     if (ord.hvcrash)

@@ -8,6 +8,9 @@
 #define LAYOUT_ABSENT (~0ull)
 #define PATCH_BUGCHECK2 1
 #define PATCH_ISR 2
+#define PATCH_RELOC 3
+#define PATCH_CAPTURE 4
+#define PATCH_SAVECTL 5
 
 struct layout {
     const u8 *blob;

@@ -1,8 +1,12 @@
-/* world.c - builds what a monitor sees of a Windows kernel: page tables, the
- * ntoskrnl image at a random 2 MiB-aligned address, and per vCPU a KPCR whose
- * current thread leads to an EPROCESS with a PEB, all at the ISF's offsets
- * (from the layout blob). Low memory stays identity-mapped in every address
- * space (PML4[0]) so this kernel's own code and data keep working. */
+/* world.c - builds what a monitor sees of a Windows kernel: page tables as
+ * that Windows version sets them up (the System PML4 at its usual physical
+ * page, one self-referencing PML4 entry at the version's index), the
+ * ntoskrnl image placed as that version places it, a process tree on
+ * PsActiveProcessHead, and per vCPU a KPCR/KPRCB whose current thread leads
+ * to an EPROCESS with a PEB, all at the ISF's offsets (from the layout blob).
+ * Low memory stays identity-mapped in every address space (PML4[0], 2 MiB
+ * pages, which no DTB scan can take for a self-reference) so this kernel's
+ * own code and data keep working. */
 #include "guest.h"
 
 #define PTE_P 0x1ull
@@ -10,7 +14,6 @@
 #define PTE_U 0x4ull
 #define PTE_PS 0x80ull
 #define PTE_ADDR 0x000ffffffffff000ull
-#define KUSER_SHARED_DATA 0xfffff78000000000ull
 #define POOL_SIZE (4ull << 20)
 
 struct orders ord;
@@ -19,6 +22,7 @@ struct world W;
 /* ---- physical pages --------------------------------------------------- */
 
 static u64 alloc_next, alloc_end, avoid_lo, avoid_hi;
+extern char _end[];
 
 void palloc_init(u64 start, u64 end, u64 avoid_start, u64 avoid_end)
 {
@@ -56,7 +60,7 @@ static u64 *next_table(u64 *table, unsigned idx, u64 flags)
     return (u64 *)(table[idx] & PTE_ADDR);
 }
 
-static void map(u64 pml4, u64 va, u64 pa, bool large, u64 flags)
+void map(u64 pml4, u64 va, u64 pa, bool large, u64 flags)
 {
     u64 *t = (u64 *)pml4;
     u64 up = flags & PTE_U;
@@ -81,7 +85,7 @@ static u64 ram_top(void)
 
 /* ---- pool: kernel objects, physically contiguous ------------------------ */
 
-static u64 pool_alloc(u64 size, u64 align)
+u64 pool_alloc(u64 size, u64 align)
 {
     u64 off = (W.pool_used + align - 1) & ~(align - 1);
     if (off + size > W.pool_size)
@@ -90,18 +94,26 @@ static u64 pool_alloc(u64 size, u64 align)
     return W.pool_va + off;
 }
 
-static void put64(u64 va, u64 off, u64 v) { *(volatile u64 *)(va + off) = v; }
-static void put32(u64 va, u64 off, u32 v) { *(volatile u32 *)(va + off) = v; }
+void put64(u64 va, u64 o, u64 v) { *(volatile u64 *)(va + o) = v; }
+void put32(u64 va, u64 o, u32 v) { *(volatile u32 *)(va + o) = v; }
+void put16(u64 va, u64 o, u16 v) { *(volatile u16 *)(va + o) = v; }
 
-static u64 off(const char *key) { return layout_need(&W.lay, key); }
+u64 off(const char *key) { return layout_need(&W.lay, key); }
 
-static u64 rand_kernel_va(void)
+/* A PML4 slot of Windows' dynamic kernel space (0x110-0x1df), clear of the
+ * image (0x1f0), KUSER_SHARED_DATA (0x1ef) and the self-reference. */
+static u64 rand_kernel_slot(u64 avoid)
 {
-    /* PML4 slots 0x110-0x1e0: Windows' dynamic kernel space, clear of the
-     * image (0x1f0) and KUSER_SHARED_DATA (0x1ef). */
-    u64 slot = 0x110 + rng_next() % 0xd0;
-    u64 va = 0xffff000000000000ull | (slot << 39) | ((rng_next() & 0x3fffull) << 25);
-    return va;
+    u64 slot;
+    do
+        slot = 0x110 + rng_next() % 0xd0;
+    while (slot == W.selfref || slot == avoid);
+    return slot;
+}
+
+static u64 rand_kernel_va(u64 slot)
+{
+    return 0xffff000000000000ull | (slot << 39) | ((rng_next() & 0x3fffull) << 25);
 }
 
 /* ---- the image ---------------------------------------------------------- */
@@ -109,29 +121,68 @@ static u64 rand_kernel_va(void)
 static void patch_one(u32 rva, u32 kind, void *ctx)
 {
     (void)ctx;
+    if (kind == PATCH_RELOC) {
+        u64 v;
+        memcpy(&v, (void *)(W.image_pa + rva), 8);
+        v += W.base;
+        memcpy((void *)(W.image_pa + rva), &v, 8);
+        return;
+    }
     u64 target = kind == PATCH_BUGCHECK2 ? (u64)kebugcheck2_entry
-               : kind == PATCH_ISR ? (u64)isr_common : 0;
+               : kind == PATCH_ISR ? (u64)isr_common
+               : kind == PATCH_CAPTURE ? (u64)rtl_capture_context
+               : kind == PATCH_SAVECTL ? (u64)ki_save_control_state : 0;
     if (!target)
         panic("layout blob: unknown patch kind %u", kind);
     memcpy((void *)(W.image_pa + rva), &target, 8);
 }
 
+#define KERNEL_SPACE 0xfffff80000000000ull
+#define MB2 (2ull << 20)
+
+/* ver:place 2 (Windows 10 on): a random 2 MiB-aligned base in
+ * 0xfffff800`00000000-0xfffff80f`ffffffff, mapped with large pages.
+ * 1 (Windows 8.x): a random page-aligned base there, 4 KiB pages.
+ * 0 (Windows 7): page-aligned, at 0xfffff800`00000000 + its physical
+ * address. Never 2 MiB-aligned in the last two. */
 static void build_image(void)
 {
-    u64 size = ((u64)W.lay.image_size + (2u << 20) - 1) & ~((2ull << 20) - 1);
-    u64 slots = (16ull << 30) / (2u << 20) - size / (2u << 20);
-    W.base = 0xfffff80000000000ull + (rng_next() % slots) * (2u << 20);
-    W.image_pa = palloc(size, 2u << 20);
+    u64 place = off("ver:place");
+    if (place == 2) {
+        u64 size = ((u64)W.lay.image_size + MB2 - 1) & ~(MB2 - 1);
+        u64 slots = (16ull << 30) / MB2 - size / MB2;
+        W.base = KERNEL_SPACE + (rng_next() % slots) * MB2;
+        W.image_pa = palloc(size, MB2);
+        layout_copy_image(&W.lay, (u8 *)W.image_pa);
+        layout_patches(&W.lay, patch_one, 0);
+        for (u64 o = 0; o < size; o += MB2)
+            map(W.sys_pml4, W.base + o, W.image_pa + o, true, 0);
+        return;
+    }
+    u64 size = ((u64)W.lay.image_size + 4095) & ~4095ull;
+    palloc((1 + rng_next() % 255) * 4096, 4096); /* a random physical start */
+    W.image_pa = palloc(size, 4096);
+    if (W.image_pa % MB2 == 0) {
+        palloc(4096, 4096);
+        W.image_pa = palloc(size, 4096);
+    }
+    if (place == 0) {
+        W.base = KERNEL_SPACE + W.image_pa;
+    } else {
+        u64 pages = (16ull << 30) / 4096 - size / 4096;
+        do
+            W.base = KERNEL_SPACE + (rng_next() % pages) * 4096;
+        while (W.base % MB2 == 0);
+    }
     layout_copy_image(&W.lay, (u8 *)W.image_pa);
     layout_patches(&W.lay, patch_one, 0);
-    /* ntoskrnl is mapped with large pages, as Windows does when it can. */
-    for (u64 o = 0; o < size; o += 2u << 20)
-        map(W.sys_pml4, W.base + o, W.image_pa + o, true, 0);
+    for (u64 o = 0; o < size; o += 4096)
+        map(W.sys_pml4, W.base + o, W.image_pa + o, false, 0);
 }
 
 /* ---- processes and threads ------------------------------------------------ */
 
-static void list_insert_tail(u64 head, u64 entry)
+void list_insert_tail(u64 head, u64 entry)
 {
     u64 last = *(u64 *)(head + 8);
     put64(entry, 0, head);
@@ -140,8 +191,15 @@ static void list_insert_tail(u64 head, u64 entry)
     put64(head, 8, entry);
 }
 
+static u64 create_clock;
+
 static void make_process(struct process *p, const u8 *name, u32 name_len, bool user)
 {
+    p->name = name;
+    p->name_len = name_len;
+    /* Created in this order, 0.1-20 s apart after boot (FILETIME, 100 ns). */
+    create_clock += 1000000 + rng_next() % 200000000;
+    p->create_time = p->pid == 0 ? 0 : W.boot_time + create_clock;
     p->eprocess = pool_alloc(layout_need(&W.lay, "size:_EPROCESS"), 64);
     u64 e = p->eprocess;
     put64(e, off("off:_EPROCESS.UniqueProcessId"), p->pid);
@@ -158,6 +216,7 @@ static void make_process(struct process *p, const u8 *name, u32 name_len, bool u
         dst[0] = src[0];
         for (int i = 256; i < 512; i++)
             dst[i] = src[i];
+        dst[W.selfref] = p->dtb | 0x63; /* each PML4 refers to itself */
         p->peb = ((1 + rng_next() % 254) << 39) | (rng_next() & 0x7fffff0000ull);
         p->teb = p->peb + 0x2000;
         u64 peb_pa = palloc(2 * 4096, 4096), teb_pa = palloc(4 * 4096, 4096);
@@ -172,10 +231,31 @@ static void make_process(struct process *p, const u8 *name, u32 name_len, bool u
     }
     put64(e, off("off:_EPROCESS.Peb"), p->peb);
     put64(e, off("off:_EPROCESS.Pcb.DirectoryTableBase"), p->dtb);
+    put64(e, off("off:_EPROCESS.CreateTime"), p->create_time);
+    u64 o = layout_get(&W.lay, "off:_EPROCESS.ActiveThreads");
+    if (o != LAYOUT_ABSENT)
+        put32(e, o, 1);
+    /* Session: none for System and smss, else the session's MM_SESSION_SPACE. */
+    o = layout_get(&W.lay, "off:_EPROCESS.Session");
+    u64 sid_off = layout_get(&W.lay, "off:_MM_SESSION_SPACE.SessionId");
+    u64 ss_size = layout_get(&W.lay, "size:_MM_SESSION_SPACE");
+    p->has_session = user && p->pid != W.extra[0].pid && o != LAYOUT_ABSENT &&
+                     sid_off != LAYOUT_ABSENT && ss_size != LAYOUT_ABSENT && ss_size <= 0x8000 &&
+                     p->session < MAX_SESSIONS;
+    if (p->has_session) {
+        if (!W.session_space[p->session]) {
+            W.session_space[p->session] = pool_alloc(ss_size, 64);
+            put32(W.session_space[p->session], sid_off, (u32)p->session);
+        }
+        put64(e, o, W.session_space[p->session]);
+    }
     u64 links = layout_get(&W.lay, "off:_EPROCESS.ActiveProcessLinks");
     u64 head = layout_get(&W.lay, "sym:PsActiveProcessHead");
-    if (links != LAYOUT_ABSENT && head != LAYOUT_ABSENT && p->pid != 0)
+    if (links != LAYOUT_ABSENT && head != LAYOUT_ABSENT && p->pid != 0) {
         list_insert_tail(W.base + head, e + links);
+        if (W.n_procs < MAX_PROCS)
+            W.procs[W.n_procs++] = p;
+    }
 }
 
 static u64 make_thread(const struct process *p, u64 tid, u64 teb)
@@ -201,6 +281,7 @@ static u64 rand_id(void) { return 4 * (0x40 + rng_next() % 0x1fc0); }
 static void make_cpu(unsigned i)
 {
     struct cpu *c = &W.cpu[i];
+    u64 o;
     c->kpcr = pool_alloc(layout_need(&W.lay, "size:_KPCR"), 4096);
     c->gdt = pool_alloc(16 * 8, 16);
     c->idt = pool_alloc(256 * 16, 4096);
@@ -216,8 +297,17 @@ static void make_cpu(unsigned i)
         g[1] = h >> 32;
     }
     put64(c->kpcr, off("off:_KPCR.Self"), c->kpcr);
-    put64(c->kpcr, off("off:_KPCR.CurrentPrcb"), c->kpcr + off("off:_KPCR.Prcb"));
-    u64 o = layout_get(&W.lay, "off:_KPCR.IdtBase");
+    c->prcb = c->kpcr + off("off:_KPCR.Prcb");
+    put64(c->kpcr, off("off:_KPCR.CurrentPrcb"), c->prcb);
+    put16(c->prcb, off("off:_KPRCB.Number"), (u16)i);
+    /* Prcb->Context: the CONTEXT the debugger (and a dump writer) fills for
+     * this processor; 16-byte aligned, as CONTEXT must be. */
+    c->context = pool_alloc(0x500, 64);
+    put64(c->prcb, off("off:_KPRCB.Context"), c->context);
+    o = layout_get(&W.lay, "off:_KPRCB.KernelDirectoryTableBase");
+    if (o != LAYOUT_ABSENT)
+        put64(c->prcb, o, W.sys_pml4);
+    o = layout_get(&W.lay, "off:_KPCR.IdtBase");
     if (o != LAYOUT_ABSENT)
         put64(c->kpcr, o, c->idt);
     o = layout_get(&W.lay, "off:_KPCR.GdtBase");
@@ -237,9 +327,46 @@ static void make_cpu(unsigned i)
         put64(c->kpcr, off("off:_KPCR.Prcb.CurrentThread"), 0xffffdead00000000ull);
 }
 
+/* 2024-06-01 00:00:00 UTC as a FILETIME, plus up to a year. */
+#define FILETIME_2024_06_01 133616736000000000ull
+#define FILETIME_SECOND 10000000ull
+
+static bool id_taken(u64 id)
+{
+    if (id == W.parent.pid || id == W.victim.pid)
+        return true;
+    for (unsigned i = 0; i < sizeof W.extra / sizeof W.extra[0]; i++)
+        if (W.extra[i].pid == id)
+            return true;
+    return false;
+}
+
+static void make_user(struct process *p, u64 ppid, u64 sess, const char *name)
+{
+    u64 id;
+    do
+        id = rand_id();
+    while (id_taken(id));
+    p->pid = id;
+    p->ppid = ppid;
+    p->session = sess;
+    make_process(p, (const u8 *)name, (u32)strlen(name), true);
+}
+
 void world_build(void)
 {
-    W.sys_pml4 = palloc(4096, 4096);
+    /* The System PML4 at the physical page that Windows version uses; it
+     * lies between this kernel's end and the first page palloc hands out. */
+    W.sys_pml4 = off("ver:dtb_pa");
+    if (W.sys_pml4 < (u64)_end || W.sys_pml4 + 4096 > alloc_next)
+        panic("the System PML4 page %lx collides with the guest kernel", W.sys_pml4);
+    memset((void *)W.sys_pml4, 0, 4096);
+    W.selfref = (u32)off("ver:selfref");
+    while (W.selfref == 0 || W.selfref == 0x1ef || W.selfref == 0x1f0)
+        W.selfref = 0x100 + rng_next() % 0xff; /* Windows 10 on: 0x100-0x1fe */
+    ((u64 *)W.sys_pml4)[W.selfref] = W.sys_pml4 | 0x63;
+    W.boot_time = FILETIME_2024_06_01 + (rng_next() % (365 * 86400ull)) * FILETIME_SECOND;
+
     u64 top = ram_top();
     for (u64 a = 0; a < top; a += 2u << 20)
         map(W.sys_pml4, a, a, true, 0);
@@ -247,18 +374,17 @@ void world_build(void)
 
     W.pool_size = POOL_SIZE;
     W.pool_pa = palloc(POOL_SIZE, 4096);
-    W.pool_va = rand_kernel_va();
+    W.pool_slot = rand_kernel_slot(0);
+    W.pool_va = rand_kernel_va(W.pool_slot);
     for (u64 o = 0; o < POOL_SIZE; o += 4096)
         map(W.sys_pml4, W.pool_va + o, W.pool_pa + o, false, 0);
+    W.pfn_db = 0xffff000000000000ull | (rand_kernel_slot(W.pool_slot) << 39);
 
     u64 kuser_pa = palloc(4096, 4096);
     map(W.sys_pml4, KUSER_SHARED_DATA, kuser_pa, false, 0);
-    u64 o = layout_get(&W.lay, "off:_KUSER_SHARED_DATA.NtMajorVersion");
-    if (o != LAYOUT_ABSENT)
-        put32(kuser_pa, o, 10);
-
-    /* Every mapping of the kernel half exists now: processes copy it. */
     write_cr3(W.sys_pml4);
+    modules_build();
+    /* Every mapping of the kernel half exists now: processes copy it. */
     u64 head = layout_get(&W.lay, "sym:PsActiveProcessHead");
     if (head != LAYOUT_ABSENT) {
         put64(W.base + head, 0, W.base + head);
@@ -270,16 +396,32 @@ void world_build(void)
     make_process(&W.system, (const u8 *)"System", 6, false);
     u64 sess = 1 + rng_next() % 3;
     W.parent.pid = rand_id();
-    W.parent.ppid = rand_id();
-    W.parent.session = sess;
-    make_process(&W.parent, (const u8 *)"explorer.exe", 12, true);
     do
         W.victim.pid = rand_id();
     while (W.victim.pid == W.parent.pid);
+    /* The boot chain: smss (from System) starts csrss and wininit (session
+     * 0); wininit starts services and lsass. explorer's parent (userinit)
+     * has exited, as on a real desktop. */
+    struct process *smss = &W.extra[0], *csrss = &W.extra[1], *wininit = &W.extra[2],
+                   *services = &W.extra[3], *lsass = &W.extra[4];
+    make_user(smss, 4, 0, "smss.exe");
+    make_user(csrss, smss->pid, 0, "csrss.exe");
+    make_user(wininit, smss->pid, 0, "wininit.exe");
+    make_user(services, wininit->pid, 0, "services.exe");
+    make_user(lsass, wininit->pid, 0, "lsass.exe");
+    u64 id;
+    do
+        id = rand_id();
+    while (id_taken(id));
+    W.parent.ppid = id;
+    W.parent.session = sess;
+    make_process(&W.parent, (const u8 *)"explorer.exe", 12, true);
     W.victim.ppid = W.parent.pid;
     W.victim.session = sess;
     make_process(&W.victim, ord.pname, ord.pname_len, true);
     W.victim_tid = rand_id();
+    W.system_time = W.boot_time + create_clock + 60 * FILETIME_SECOND;
+    kuser_build(kuser_pa);
     if (ord.lie_ptloop) {
         /* PML4[slot of the PEB] points back at the PML4 itself, and so does
          * every entry of the tables below it: a walker that follows entries
@@ -292,6 +434,7 @@ void world_build(void)
         put64(W.base + sysproc, 0, W.system.eprocess);
     for (unsigned i = 0; i < ord.vcpus; i++)
         make_cpu(i);
+    kdata_finish();
 }
 
 void cpu_setup(unsigned i)
