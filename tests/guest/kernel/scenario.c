@@ -57,6 +57,17 @@ static u64 drv_ip(unsigned i, u64 o)
     return S.ip;
 }
 
+/* A kernel address nothing maps: under a PML4 entry of System that is empty
+ * (not the self-map, whose index Windows 10+ randomises). */
+static u64 unmapped_kernel_va(void)
+{
+    const volatile u64 *pml4 = (const volatile u64 *)W.sys_pml4;
+    for (u64 i = 0x1f0; i > 0x100; i--)
+        if (pml4[i] == 0 && i != W.selfref)
+            return 0xffff000000000000ull | i << 39;
+    panic("scenario: no empty kernel PML4 entry");
+}
+
 static u64 record(u64 size)
 {
     u64 r = pool_alloc(size, 16);
@@ -104,7 +115,7 @@ void scenario_apply(const char *v, size_t n)
         put64(tf, tf_rip, drv_ip(d, 0x1d20));
         p[0] = 0xffffa00012340000ull; p[1] = 2; p[2] = tf; p[3] = 2;
         if (is(v, n, "tfunmapped")) {
-            p[2] = 0xffffb00000000000ull;
+            p[2] = unmapped_kernel_va();
             S.has_ip = S.has_mod = false;
         }
         S.has_reported = false;     /* may become 0xCC..0xD6: left out */
