@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "base/log.h"
 #include "plugins/bsodmon/bugcheck.h"
@@ -112,6 +113,7 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
      * cannot read is left out of the event, which is never held back. */
     struct triage t;
     char mod[WINMOD_NAME_MAX + 24];
+    long analysis_us = -1;
     if (!host->opts->bsodmon_no_analysis) {
         struct triage_input in = {
             .code = c.code, .p = { c.p[0], c.p[1], c.p[2], c.p[3] },
@@ -121,10 +123,12 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         };
         if (!have_pg)
             in.prof = NULL;     /* no page walker: the parameters alone */
+        struct timespec t0, t1;
+        b->modules.n = 0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         triage_analyse(&in, &t);
-        if (t.failed_reads > 0 && host->opts->verbose)
-            bm_log("analysis: %u read(s) failed, fields left out; first: %s", t.failed_reads,
-                   t.first_error);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        analysis_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
         nfields += analysis_fields(&t, mod, sizeof mod, fields + nfields);
     }
     struct output_event oe = {
@@ -146,6 +150,13 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         warn("writing the event", &e);
         host->exit_code = 1;
         return PLUGIN_EXIT;
+    }
+    /* Diagnostics only after the event is out. */
+    if (analysis_us >= 0 && host->opts->verbose) {
+        bm_log("analysis took %ld us (%zu modules walked)", analysis_us, b->modules.n);
+        if (t.failed_reads > 0)
+            bm_log("analysis: %u read(s) failed, fields left out; first: %s", t.failed_reads,
+                   t.first_error);
     }
     int rc_dump = 0;
     if (host->opts->crashdump_dir != NULL) {
