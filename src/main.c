@@ -60,6 +60,8 @@ static void usage(FILE *f)
         "bsodmon plugin:\n"
         "  -b                         exit with code 10 as soon as a bug check is seen\n"
         "  --bsodmon-ignore-stop      stay armed through the stop phase\n"
+        "  --bsodmon-no-analysis      report DRAKVUF's fields only (no reported code,\n"
+        "                             sub-code, faulting module, exception, bucket)\n"
         "  --crashdump-dir DIR        write all guest RAM to DIR/crashdump.bin and\n"
         "                             DIR/crashdump.metadata on a bug check\n"
         "  --crashdump-format FORMAT  raw (DIR/crashdump.bin, the default), dmp (a Windows\n"
@@ -161,8 +163,8 @@ static int select_plugin(struct monitor_config *cfg, const char *name, bool only
 
 enum {
     OPT_SYMBOLS_DIR = 256, OPT_WAIT_STOP, OPT_INFO, OPT_SW_BP, OPT_MEM_ACCESS, OPT_VERSION,
-    OPT_IGNORE_STOP, OPT_CRASHDUMP_DIR, OPT_LIST_BUGCHECKS, OPT_ALL_DOMAINS, OPT_DOMAINS,
-    OPT_WAIT_WINDOWS, OPT_CRASHDUMP_FORMAT,
+    OPT_IGNORE_STOP, OPT_NO_ANALYSIS, OPT_CRASHDUMP_DIR, OPT_LIST_BUGCHECKS, OPT_ALL_DOMAINS,
+    OPT_DOMAINS, OPT_WAIT_WINDOWS, OPT_CRASHDUMP_FORMAT,
 };
 
 int main(int argc, char **argv)
@@ -191,6 +193,7 @@ int main(int argc, char **argv)
         { "version", no_argument, NULL, OPT_VERSION },
 #ifdef ENABLE_PLUGIN_BSODMON
         { "bsodmon-ignore-stop", no_argument, NULL, OPT_IGNORE_STOP },
+        { "bsodmon-no-analysis", no_argument, NULL, OPT_NO_ANALYSIS },
         { "crashdump-dir", required_argument, NULL, OPT_CRASHDUMP_DIR },
         { "crashdump-format", required_argument, NULL, OPT_CRASHDUMP_FORMAT },
         { "list-bugchecks", no_argument, NULL, OPT_LIST_BUGCHECKS },
@@ -248,6 +251,7 @@ int main(int argc, char **argv)
 #ifdef ENABLE_PLUGIN_BSODMON
         case 'b': cfg.plugin_opts.bsodmon_abort = true; break;
         case OPT_IGNORE_STOP: cfg.plugin_opts.bsodmon_ignore_stop = true; break;
+        case OPT_NO_ANALYSIS: cfg.plugin_opts.bsodmon_no_analysis = true; break;
         case OPT_CRASHDUMP_DIR: cfg.plugin_opts.crashdump_dir = optarg; break;
         case OPT_CRASHDUMP_FORMAT:
             if (crashdump_parse_format(optarg, &cfg.plugin_opts.crashdump_formats) < 0)

@@ -56,6 +56,17 @@ struct dump_source {
 };
 
 /* The crash the dump belongs to, for the metadata file. */
+/* A field the metadata carries after its own (bsodmon's analysis: the same
+ * names and values as in the event). A number is written "0x" + hex. */
+#define DUMP_META_EXTRA_MAX 24
+struct dump_meta_field {
+    const char *name;
+    bool is_str;
+    uint64_t num;
+    const char *str;           /* str_len bytes; non-ASCII bytes are written as '?' */
+    size_t str_len;
+};
+
 struct dump_meta {
     uint64_t kernel_base;
     uint64_t code, p[4];
@@ -65,6 +76,8 @@ struct dump_meta {
     struct timeval time;       /* host time of the trap */
     const char *pdb_guid;      /* "GUID-AGE" of the kernel's PDB, or NULL (null in JSON) */
     const char *dmp_warnings;  /* what crashdump.dmp lacks ("; "-separated), or NULL */
+    const struct dump_meta_field *extra;    /* written last, in order */
+    size_t nextra;             /* <= DUMP_META_EXTRA_MAX */
 };
 
 struct dump_opts {

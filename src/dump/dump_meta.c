@@ -5,7 +5,9 @@
  * or "both"), DumpSize, RamRanges (["0x<start>", "0x<end inclusive>"]
  * pairs), Sha256 (DumpSize and Sha256: of the first file, crashdump.bin
  * when it is written), Complete, Files (each file's Name, Format, Size
- * and Sha256) and, when crashdump.dmp lacks something, DmpWarnings. */
+ * and Sha256) and, when crashdump.dmp lacks something, DmpWarnings; then the extra
+ * fields the caller passes (bsodmon's analysis), hex numbers as "0x..."
+ * strings. */
 #include "dump/dump.h"
 
 #include <errno.h>
@@ -75,6 +77,20 @@ int dump_meta_write(int fd, const struct dump_meta *m, const struct dump_source 
     json_object_object_add(o, "Files", files);
     if (dmp && m->dmp_warnings != NULL && m->dmp_warnings[0] != '\0')
         json_object_object_add(o, "DmpWarnings", json_object_new_string(m->dmp_warnings));
+    for (size_t i = 0; i < m->nextra && i < DUMP_META_EXTRA_MAX; i++) {
+        const struct dump_meta_field *f = &m->extra[i];
+        if (!f->is_str) {
+            json_object_object_add(o, f->name, hex(f->num, true));
+            continue;
+        }
+        char s[256];
+        size_t n = f->str_len < sizeof s ? f->str_len : sizeof s - 1;
+        for (size_t k = 0; k < n; k++) {
+            unsigned char ch = (unsigned char)f->str[k];
+            s[k] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+        }
+        json_object_object_add(o, f->name, json_object_new_string_len(s, (int)n));
+    }
     /* One line, as DRAKVUF writes it (json-c's default, spaced). */
     const char *json = o != NULL ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED |
                                                                    JSON_C_TO_STRING_NOSLASHESCAPE)

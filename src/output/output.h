@@ -70,7 +70,8 @@ enum output_format {
 #define OUTPUT_TOKEN_MAX     64  /* Method */
 #define OUTPUT_PROCNAME_MAX  15  /* EPROCESS.ImageFileName is UCHAR[15] */
 #define OUTPUT_STR_MAX      128  /* a plugin string field, in bytes */
-#define OUTPUT_FIELDS_MAX    16  /* plugin fields per event */
+#define OUTPUT_FIELDS_MAX    24  /* plugin fields per event (bsodmon: 6 + up to 13 of
+                                    its analysis) */
 #define OUTPUT_DOMAIN_MAX   256  /* Domain: a libvirt domain name, in bytes */
 
 /* Longest line any valid event can produce, newline and NUL included: the

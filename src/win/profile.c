@@ -57,6 +57,23 @@ const struct profile_want_field profile_want_fields[] = {
     /* FltSave is an _XSAVE_FORMAT: its MxCsr is the second copy kdmp-parser
      * checks against the first. */
     F("_XSAVE_FORMAT", "MxCsr", context[27]),
+    F("_KLDR_DATA_TABLE_ENTRY", "InLoadOrderLinks", kldr_links),
+    F("_KLDR_DATA_TABLE_ENTRY", "DllBase", kldr_dll_base),
+    F("_KLDR_DATA_TABLE_ENTRY", "SizeOfImage", kldr_size_of_image),
+    F("_KLDR_DATA_TABLE_ENTRY", "BaseDllName", kldr_base_dll_name),
+    F("_LDR_DATA_TABLE_ENTRY", "InLoadOrderLinks", ldr_links),
+    F("_LDR_DATA_TABLE_ENTRY", "DllBase", ldr_dll_base),
+    F("_LDR_DATA_TABLE_ENTRY", "SizeOfImage", ldr_size_of_image),
+    F("_LDR_DATA_TABLE_ENTRY", "BaseDllName", ldr_base_dll_name),
+    F("_LIST_ENTRY", "Flink", list_entry_flink),
+    F("_UNICODE_STRING", "Length", unicode_string_length),
+    F("_UNICODE_STRING", "Buffer", unicode_string_buffer),
+    F("_KTRAP_FRAME", "Rip", ktrap_frame_rip),
+    F("_KTRAP_FRAME", "Rsp", ktrap_frame_rsp),
+    F("_EXCEPTION_RECORD", "ExceptionCode", exception_record_code),
+    F("_EXCEPTION_RECORD", "ExceptionAddress", exception_record_address),
+    F("_CONTEXT", "Rip", context_rip),
+    F("_CONTEXT", "Rsp", context_rsp),
 };
 const size_t profile_nwant_fields = sizeof profile_want_fields / sizeof profile_want_fields[0];
 

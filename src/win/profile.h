@@ -95,6 +95,28 @@ struct win_profile {
     struct win_off dbgkd_kd_secondary_version; /* _DBGKD_GET_VERSION64.KdSecondaryVersion */
     /* _CONTEXT members, in the order of enum win_ctx_field (win/crashinfo.h). */
     struct win_off context[32];
+
+    /* Triage (bsodmon's analysis; win/winmod.h, win/wintrap.h). The loaded
+     * module entries are _KLDR_DATA_TABLE_ENTRY (Windows 10+) or, in tables
+     * without it, _LDR_DATA_TABLE_ENTRY: both are kept, winmod uses the first
+     * it finds complete. */
+    struct win_off kldr_links;              /* _KLDR_DATA_TABLE_ENTRY.InLoadOrderLinks */
+    struct win_off kldr_dll_base;           /* .DllBase */
+    struct win_off kldr_size_of_image;      /* .SizeOfImage */
+    struct win_off kldr_base_dll_name;      /* .BaseDllName (_UNICODE_STRING) */
+    struct win_off ldr_links;               /* _LDR_DATA_TABLE_ENTRY.InLoadOrderLinks */
+    struct win_off ldr_dll_base;            /* .DllBase */
+    struct win_off ldr_size_of_image;       /* .SizeOfImage */
+    struct win_off ldr_base_dll_name;       /* .BaseDllName */
+    struct win_off list_entry_flink;        /* _LIST_ENTRY.Flink */
+    struct win_off unicode_string_length;   /* _UNICODE_STRING.Length (bytes) */
+    struct win_off unicode_string_buffer;   /* _UNICODE_STRING.Buffer */
+    struct win_off ktrap_frame_rip;         /* _KTRAP_FRAME.Rip */
+    struct win_off ktrap_frame_rsp;         /* _KTRAP_FRAME.Rsp */
+    struct win_off exception_record_code;   /* _EXCEPTION_RECORD.ExceptionCode */
+    struct win_off exception_record_address;/* _EXCEPTION_RECORD.ExceptionAddress */
+    struct win_off context_rip;             /* _CONTEXT.Rip */
+    struct win_off context_rsp;             /* _CONTEXT.Rsp */
 };
 
 /* Load a profile, choosing the format by content: xz and gzip by their

@@ -105,7 +105,99 @@ def parse_kv(line):
     return out
 
 
-def check_event(fmt, line, t, with_profile, name, what):
+# The analysis fields (issue 15), in the order bsodmon writes them after
+# BugCheckParameter4.
+ANALYSIS = ["ReportedBugCheckCode", "ReportedBugCheckName", "BugCheckSubcode",
+            "BugCheckSubcodeName", "FaultingIP", "FaultingModule", "FaultingModuleSize",
+            "FaultingModuleTimeDateStamp", "ExceptionCode", "ExceptionName", "CriticalProcess",
+            "Bucket"]
+KERNEL_MIN = 0xffff800000000000
+
+# What the analysis gives for the codes these tests raise (stated here, not
+# derived from bsodmon's tables); an IP inside one of the truth's Modules adds
+# that module's fields:
+# code -> (name, sub-code parameter index or None, {sub-code: name},
+#          IP parameter index or None, pointer parameters read for an IP,
+#          whether the code names a faulting IP at all, reported code known).
+CODES = {
+    0xd1: ("DRIVER_IRQL_NOT_LESS_OR_EQUAL", None, {}, 3, [], True, True),
+    0x50: ("PAGE_FAULT_IN_NONPAGED_AREA", 3, {2: "NONPAGED_BUGCHECK_NOT_PRESENT_PAGE_TABLE"},
+           None, [2], True, False),
+    0xe2: ("MANUALLY_INITIATED_CRASH", None, {}, None, [], False, True),
+    0x139: ("KERNEL_SECURITY_CHECK_FAILURE", 0, {3: "CORRUPT_LIST_ENTRY"}, None, [1, 2], True, True),
+    0x7f: ("UNEXPECTED_KERNEL_MODE_TRAP", 0, {8: "double fault"}, None, [], False, True),
+    0xef: ("CRITICAL_PROCESS_DIED", 1, {0: "process terminated"}, None, [], False, True),
+    0x9f: ("DRIVER_POWER_STATE_FAILURE", 0, {3: "power IRP blocked too long"}, None, [], False, True),
+    0x3b: ("SYSTEM_SERVICE_EXCEPTION", None, {}, 1, [2], True, True),
+}
+
+
+def expected_analysis(t, with_profile):
+    """(fields that must be there with these values, fields that may be
+    there): a pointer parameter inside the guest's kernel image could be
+    read, so what it would give is allowed, not required."""
+    code = int(t["BugCheckCode"], 16)
+    p = [int(x, 16) for x in t["BugCheckParameters"]]
+    if code not in CODES:
+        return {}, set()
+    name, sub, subnames, ip, ptrs, wants_ip, known = CODES[code]
+    exp, maybe = {}, set()
+    if known:
+        exp["ReportedBugCheckCode"] = hex(code)
+        exp["ReportedBugCheckName"] = name
+    if sub is not None:
+        exp["BugCheckSubcode"] = hex(p[sub])
+        if p[sub] in subnames:
+            exp["BugCheckSubcodeName"] = subnames[p[sub]]
+    mod = None
+    if ip is not None:
+        exp["FaultingIP"] = hex(p[ip])
+        for m in t.get("Modules", []) if with_profile else []:
+            if int(m["Base"], 16) <= p[ip] < int(m["Base"], 16) + m["Size"]:
+                mod = f"{m['Name']}+{hex(p[ip] - int(m['Base'], 16))}"
+                exp.update(FaultingModule=mod, FaultingModuleSize=hex(m["Size"]),
+                           FaultingModuleTimeDateStamp=hex(m["TimeDateStamp"]))
+    elif with_profile:
+        base = int(t["KernelBase"], 16)
+        if any(p[i] >= KERNEL_MIN and base <= p[i] < base + (64 << 20) for i in ptrs):
+            maybe.update(("FaultingIP", "ExceptionCode", "ExceptionName"))
+    if code == 0x3b:
+        exp["ExceptionCode"] = hex(p[0])
+        exp["ExceptionName"] = {0xc0000005: "STATUS_ACCESS_VIOLATION"}[p[0]]
+    if known and (not wants_ip or mod):
+        exp["Bucket"] = (hex(code) + ("_" + hex(p[sub]) if sub is not None else "")
+                         + ("_" + mod if mod else ""))
+    return exp, maybe
+
+
+def check_analysis(fmt, ev_or_line, t, with_profile, analysis, what):
+    exp, maybe = expected_analysis(t, with_profile) if analysis else ({}, set())
+    if fmt in ("json", "kv"):
+        got = {k: v for k, v in ev_or_line.items() if k in ANALYSIS}
+        for k, v in exp.items():
+            T.check(str(got.get(k)) == v, f"{what}: analysis {k} = {v!r} (got {got.get(k)!r})")
+        extra = set(got) - set(exp) - maybe
+        T.check(not extra, f"{what}: no analysis fields beyond the expected ({sorted(extra)})")
+        return
+    # default and csv: each expected value, in order, after BugCheckParameter4.
+    line, pos = ev_or_line
+    for k in ANALYSIS:
+        if k in exp:
+            i = line.find(exp[k], pos)
+            T.check(i >= 0, f"{what}: {fmt} analysis {k} {exp[k]} in order")
+            if i >= 0:
+                pos = i + len(exp[k])
+    if not analysis:
+        T.check(line.rstrip("\n").endswith(hex(int(t["BugCheckParameters"][3], 16))),
+                f"{what}: {fmt} ends with BugCheckParameter4 (DRAKVUF's field set)")
+    elif not maybe:
+        last = [exp[k] for k in ANALYSIS if k in exp]
+        tail = last[-1] if last else hex(int(t["BugCheckParameters"][3], 16))
+        T.check(line.rstrip("\n").rstrip('"').endswith(tail.rstrip('"')),
+                f"{what}: {fmt} ends with the last expected field {tail}")
+
+
+def check_event(fmt, line, t, with_profile, name, what, analysis=True):
     exp = expected_fields(t, with_profile)
     T.check(line.endswith("\n") and line.count("\n") == 1, f"{what}: one line")
     if fmt == "json":
@@ -113,8 +205,11 @@ def check_event(fmt, line, t, with_profile, name, what):
         keys = list(ev)
         order = ["Plugin", "TimeStamp", "PID", "PPID", "TID", "UserId", "ProcessName", "Method",
                  "EventUID", "VCPU", "CR3", "BugCheckCode", "BugCheckName", "BugCheckParameter1",
-                 "BugCheckParameter2", "BugCheckParameter3", "BugCheckParameter4"]
+                 "BugCheckParameter2", "BugCheckParameter3", "BugCheckParameter4"] + ANALYSIS
         T.check(keys == [k for k in order if k in keys], f"{what}: key order {keys}")
+        if not analysis:
+            T.check(not any(k in ANALYSIS for k in keys), f"{what}: DRAKVUF's field set {keys}")
+        check_analysis(fmt, ev, t, with_profile, analysis, what)
         for k, v in exp.items():
             T.check(ev.get(k) == v, f"{what}: {k} = {v!r} (got {ev.get(k)!r})")
         if not with_profile:
@@ -132,6 +227,7 @@ def check_event(fmt, line, t, with_profile, name, what):
                 got = int(got)
             T.check(got == v, f"{what}: {k} = {v!r} (got {got!r})")
         T.check(ev.get("BugCheckName") == name, f"{what}: BugCheckName")
+        check_analysis(fmt, ev, t, with_profile, analysis, what)
         return int(ev["EventUID"], 16)
     # default and csv: every expected value appears, in the spec's order.
     T.check(line.startswith("[BSODMON] ") if fmt == "default" else line.startswith("bsodmon "),
@@ -149,6 +245,7 @@ def check_event(fmt, line, t, with_profile, name, what):
         for k in ("PID", "PPID", "TID"):
             T.check(str(exp[k]) in line, f"{what}: {k}")
         T.check(t["ProcessName"] in line, f"{what}: ProcessName")
+    check_analysis(fmt, (line, pos), t, with_profile, analysis, what)
     return None
 
 

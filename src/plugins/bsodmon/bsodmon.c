@@ -19,12 +19,53 @@
 #include "base/log.h"
 #include "plugins/bsodmon/bugcheck.h"
 #include "plugins/bsodmon/crashdump.h"
+#include "plugins/bsodmon/triage.h"
 #include "win/wincore.h"
 
 struct bsodmon {
     uint64_t trap_va;
     bool armed;
+    struct winmod_list modules;     /* the analysis' scratch, kept off the stack */
 };
+
+/* The analysis' fields, after DRAKVUF's six, each only when known
+ * (triage.h). `mod` holds FaultingModule's text. Returns how many. */
+static size_t analysis_fields(const struct triage *t, char *mod, size_t modlen,
+                              struct output_field *f)
+{
+    size_t n = 0;
+    if (t->has_reported) {
+        const char *rn = bugcheck_name(t->reported);
+        f[n++] = output_hex("ReportedBugCheckCode", t->reported);
+        f[n++] = output_str("ReportedBugCheckName", rn, strlen(rn));
+    }
+    if (t->has_subcode) {
+        f[n++] = output_hex("BugCheckSubcode", t->subcode);
+        if (t->subcode_name != NULL)
+            f[n++] = output_str("BugCheckSubcodeName", t->subcode_name, strlen(t->subcode_name));
+    }
+    if (t->has_ip)
+        f[n++] = output_hex("FaultingIP", t->ip);
+    if (t->has_module) {
+        int len = snprintf(mod, modlen, "%s+0x%" PRIx64, t->module, t->module_offset);
+        f[n++] = output_str("FaultingModule", mod, len > 0 ? (size_t)len : 0);
+        f[n++] = output_hex("FaultingModuleSize", t->module_size);
+        if (t->has_module_timestamp)
+            f[n++] = output_hex("FaultingModuleTimeDateStamp", t->module_timestamp);
+    }
+    if (t->has_exception) {
+        f[n++] = output_hex("ExceptionCode", t->exception_code);
+        if (t->exception_name != NULL)
+            f[n++] = output_str("ExceptionName", t->exception_name, strlen(t->exception_name));
+    }
+    if (t->has_process)
+        f[n++] = output_str("CriticalProcess", (const char *)t->process, t->process_len);
+    if (t->has_bucket)
+        f[n++] = output_str("Bucket", t->bucket, strlen(t->bucket));
+    return n;
+}
+
+#define ANALYSIS_FIELDS_MAX 13
 
 static void warn(const char *what, const struct bm_err *e)
 {
@@ -34,7 +75,7 @@ static void warn(const char *what, const struct bm_err *e)
 static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
                                          struct plugin_host *host)
 {
-    (void)data;
+    struct bsodmon *b = data;
     struct timeval now;
     gettimeofday(&now, NULL);
     struct bm_err e = BM_ERR_INIT;
@@ -47,8 +88,8 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
     struct crash c = { .code = r.rcx, .p = { r.rdx, r.r8, r.r9, 0 }, .vcpu = vcpu,
                        .cr3 = r.cr3, .rsp = r.rsp, .time = now };
     struct paging pg;
-    if (vmi_paging(host->vmi, &r, r.cr3, &pg, &e) < 0 ||
-        paging_read_virt(&pg, r.rsp + 0x28, &c.p[3], 8, &e) < 0) {
+    bool have_pg = vmi_paging(host->vmi, &r, r.cr3, &pg, &e) == 0;
+    if (!have_pg || paging_read_virt(&pg, r.rsp + 0x28, &c.p[3], 8, &e) < 0) {
         warn("reading BugCheckParameter4 at [RSP+0x28] (reported as 0)", &e);
         bm_err_clear(&e);
     }
@@ -58,7 +99,7 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         bm_err_clear(&e);
     }
     const char *name = bugcheck_name(c.code);
-    struct output_field fields[] = {
+    struct output_field fields[6 + ANALYSIS_FIELDS_MAX] = {
         output_hex("BugCheckCode", c.code),
         output_str("BugCheckName", name, strlen(name)),
         output_hex("BugCheckParameter1", c.p[0]),
@@ -66,6 +107,30 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         output_hex("BugCheckParameter3", c.p[2]),
         output_hex("BugCheckParameter4", c.p[3]),
     };
+    size_t nfields = 6;
+    /* The analysis: bounded reads through the trapping vCPU's page tables
+     * (the kernel half is the same in every address space). Anything it
+     * cannot read is left out of the event, which is never held back. */
+    struct triage t;
+    char mod[WINMOD_NAME_MAX + 24];
+    long analysis_us = -1;
+    if (!host->opts->bsodmon_no_analysis) {
+        struct triage_input in = {
+            .code = c.code, .p = { c.p[0], c.p[1], c.p[2], c.p[3] },
+            .prof = host->kernel->has_profile ? &host->kernel->prof : NULL,
+            .kernel_base = host->kernel->base, .read = paging_read_virt_cb, .ctx = &pg,
+            .modules = &b->modules,
+        };
+        if (!have_pg)
+            in.prof = NULL;     /* no page walker: the parameters alone */
+        struct timespec t0, t1;
+        b->modules.n = 0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        triage_analyse(&in, &t);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        analysis_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
+        nfields += analysis_fields(&t, mod, sizeof mod, fields + nfields);
+    }
     struct output_event oe = {
         .plugin = "bsodmon", .timestamp = now,
         .has_pid = cur.has_pid, .pid = cur.pid,
@@ -75,7 +140,7 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         .method = "KeBugCheck2",
         .has_event_uid = true, .event_uid = host->next_event_uid(host),
         .vcpu = vcpu, .cr3 = r.cr3,
-        .fields = fields, .nfields = sizeof fields / sizeof fields[0],
+        .fields = fields, .nfields = nfields,
     };
     if (cur.has_name) {
         oe.has_process_name = true;
@@ -85,6 +150,13 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         warn("writing the event", &e);
         host->exit_code = 1;
         return PLUGIN_EXIT;
+    }
+    /* Diagnostics only after the event is out. */
+    if (analysis_us >= 0 && host->opts->verbose) {
+        bm_log("analysis took %ld us (%zu modules walked)", analysis_us, b->modules.n);
+        if (t.failed_reads > 0)
+            bm_log("analysis: %u read(s) failed, fields left out; first: %s", t.failed_reads,
+                   t.first_error);
     }
     int rc_dump = 0;
     char sub[4096];
@@ -106,6 +178,8 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
     }
     if (host->opts->crashdump_dir != NULL && (!host->opts->crashdump_per_event || c.dir != NULL)) {
         c.name = name;
+        c.analysis = fields + 6;
+        c.nanalysis = nfields - 6;
         rc_dump = crashdump_write(host, &c, &e);
         if (rc_dump < 0) {
             bm_log("crash dump failed: %s", bm_err_msg(&e));

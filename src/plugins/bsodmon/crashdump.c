@@ -135,7 +135,17 @@ int crashdump_write(struct plugin_host *host, const struct crash *c, struct bm_e
     for (size_t i = 0; i < n; i++)
         ranges[i] = (struct dump_range){ vr[i].start, vr[i].end };
     struct dump_source src = { ranges, n, read_ram, map_ram, host->vmi };
+    struct dump_meta_field extra[DUMP_META_EXTRA_MAX];
+    size_t nextra = 0;
+    for (size_t i = 0; i < c->nanalysis && nextra < DUMP_META_EXTRA_MAX; i++) {
+        const struct output_field *f = &c->analysis[i];
+        extra[nextra++] = (struct dump_meta_field){
+            .name = f->name, .is_str = f->type == OUTPUT_STR, .num = f->num,
+            .str = f->str, .str_len = f->str_len,
+        };
+    }
     struct dump_meta meta = {
+        .extra = extra, .nextra = nextra,
         .kernel_base = host->kernel->base, .code = c->code,
         .p = { c->p[0], c->p[1], c->p[2], c->p[3] }, .cr3 = c->cr3, .rsp = c->rsp,
         .bugcheck_name = c->name, .vcpu = c->vcpu, .time = c->time,

@@ -7,6 +7,7 @@
 #include <sys/time.h>
 
 #include "base/err.h"
+#include "output/output.h"
 #include "plugins/plugin.h"
 
 /* What was caught, for the metadata file. */
@@ -17,6 +18,8 @@ struct crash {
     uint64_t cr3, rsp;
     struct timeval time;
     const char *name;
+    const struct output_field *analysis;    /* the event's analysis fields */
+    size_t nanalysis;
 };
 
 /* --crashdump-format raw|dmp|both into DUMP_RAW/DUMP_DMP bits; prints

@@ -32,6 +32,8 @@ struct orders {
     bool work;            /* work=1: compute while waiting, print "rate N" */
     bool lie_ptloop;      /* the victim's page tables loop under its PEB */
     bool lie_thread;      /* the bug-check vCPU's CurrentThread points nowhere */
+    const char *scenario; /* scenario=NAME (kernel/scenario.c), or NULL */
+    size_t scenario_len;
 };
 
 struct cpu {
@@ -101,6 +103,10 @@ void modules_build(void);
 void kdata_finish(void); /* KiProcessorBlock, KeNumberProcessors, ..., the KDBG (encoded last) */
 void kibugcheckdata_fill(u64 code, const u64 p[4]);
 void save_control_state(u64 state); /* KiSaveProcessorControlState(&Prcb->ProcessorState) */
+
+/* scenario.c: bug checks that crash the way Windows does (analysis tests) */
+void scenario_apply(const char *name, size_t len);
+void scenario_print_truth(void);
 
 /* hw.c */
 void lapic_timer_start(void);

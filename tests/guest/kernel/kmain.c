@@ -150,6 +150,9 @@ static void parse_orders(void)
             ord.hvcrash = true;
         } else if (word_is(w, len, "work", &v, &n)) {
             ord.work = need_u64(v, n, "work") != 0;
+        } else if (word_is(w, len, "scenario", &v, &n)) {
+            ord.scenario = v;
+            ord.scenario_len = n;
         } else if (word_is(w, len, "lie", &v, &n)) {
             if (n == 6 && strncmp(v, "ptloop", 6) == 0)
                 ord.lie_ptloop = true;
@@ -279,6 +282,7 @@ static void print_truth(void)
         kprintf("%s[\"0x%lx\", \"0x%lx\"]", i ? ", " : "", ram[i].start, ram[i].end);
     kprintf("]");
     print_truth_windows();
+    scenario_print_truth();
     kprintf("}\n");
 }
 
@@ -357,6 +361,8 @@ void kmain(u32 start_info)
             low_end = ram[i].end + 1;
     palloc_init(((u64)_end + 0xfffff) & ~0xfffffull, low_end, blob_pa, blob_pa + blob_size);
     world_build(); /* maps all RAM: the boot tables cover only 4 GiB */
+    if (ord.scenario)
+        scenario_apply(ord.scenario, ord.scenario_len);
     write_highram_pattern();
     cpu_setup(0);
     W.cpu[0].up = true;

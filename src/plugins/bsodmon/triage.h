@@ -1,0 +1,82 @@
+/* triage.h - what crashed and where, from a bug check's code and
+ * parameters: the code Windows will report, the sub-code and its name, the
+ * faulting IP and the module holding it, the exception, the critical
+ * process, and a bucket for counting the same crash across a fleet.
+ *
+ * The meaning of each parameter comes from the data tables
+ * (bugcheck_params.h); the structures are read by win/winmod and
+ * win/wintrap at the profile's offsets. Every result field has a presence
+ * flag: a read that fails, an offset the profile lacks, or a rule that does
+ * not decide leaves that field absent, never guessed.
+ *
+ * The reported code (ReportedBugCheckCode) follows
+ * ../shared/notes/bugcheck-parameters.md 2.3, only where it is decided by
+ * what the entry state shows:
+ *   0x4C  -> P1 (the hard-error status), always;
+ *   0xA   -> 0xD1 when the IP lies in a loaded module other than the first
+ *            two of PsLoadedModuleList (ntoskrnl, HAL), or in none of them
+ *            while both were read; when the IP is in ntoskrnl or HAL the
+ *            kernel picks 0xA, 0xC5, 0xD3 or 0xD4 from pool-code bounds and
+ *            the unloaded-driver list: absent;
+ *   0x50  -> absent (0xCC..0xCF, 0xD5, 0xD6 depend on special pool and
+ *            session state not read here);
+ *   every other code of the parameter table -> itself (the note lists no
+ *   rewrite for it).
+ * It is not read from KiBugCheckData: at KeBugCheck2's entry that still
+ * holds zeros or an earlier crash.
+ */
+#ifndef BM_PLUGINS_BSODMON_TRIAGE_H
+#define BM_PLUGINS_BSODMON_TRIAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "win/pe.h"
+#include "win/profile.h"
+#include "win/winmod.h"
+
+#define TRIAGE_BUCKET_MAX 128
+
+struct triage_input {
+    uint64_t code;                  /* RCX at KeBugCheck2's entry */
+    uint64_t p[4];
+    const struct win_profile *prof; /* NULL: no profile, little can be read */
+    uint64_t kernel_base;
+    pe_read_fn read;                /* guest virtual memory (kernel CR3) */
+    void *ctx;
+    struct winmod_list *modules;    /* scratch for the walk (large: caller's) */
+};
+
+struct triage {
+    bool has_reported;
+    uint32_t reported;
+    bool has_subcode;
+    uint64_t subcode;
+    const char *subcode_name;       /* NULL: undocumented value */
+    bool has_ip;
+    uint64_t ip;
+    bool has_module;
+    char module[WINMOD_NAME_MAX + 1];
+    bool module_truncated;          /* its name was cut: has_module is false */
+    uint64_t module_offset;
+    uint32_t module_size;
+    bool has_module_timestamp;
+    uint32_t module_timestamp;
+    bool has_exception;
+    uint32_t exception_code;
+    const char *exception_name;     /* NULL: not in ntstatus.tsv */
+    bool has_process;
+    uint8_t process[15];
+    size_t process_len;
+    bool has_bucket;
+    char bucket[TRIAGE_BUCKET_MAX];
+    unsigned failed_reads;          /* reads that failed (fields left out) */
+    char first_error[160];          /* the first failure's message, for the log */
+};
+
+/* Never fails: what cannot be decoded is absent. Bounded: one module-list
+ * walk (WINMOD_MAX entries) and a handful of record reads. */
+void triage_analyse(const struct triage_input *in, struct triage *out);
+
+#endif
