@@ -405,6 +405,11 @@ static int be_detach(void *be, bool leave_paused, struct bm_err *err)
     q->nbps = 0;
     q->detached = true;
     chan_release(q);
+    /* The stub failing may be QEMU dying (killed at the trap or during the
+     * dump: its sockets close before it is a zombie); then there is nothing
+     * to clear, and a fresh stub would only wait for a dead monitor. */
+    if (rc < 0 && alive && qemu_gone_soon(q->pid))
+        alive = false;
     if (rc < 0 && alive) {
         struct bm_err e2 = BM_ERR_INIT;
         rc = stub_reset(&q->route, q->stub_path, !leave_paused, &e2);
