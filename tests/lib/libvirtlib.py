@@ -334,6 +334,34 @@ class Daemon:
             log(f"restarted libvirtd: pid {old} -> {st['libvirtd']}, answered after "
                 f"{time.monotonic() - t0:.2f} s")
 
+    def try_restart(self):
+        """restart() for a test that holds the daemon shared for a long time
+        (tests/soak): only when no other test uses it at this moment (the
+        shared lock becomes exclusive without waiting, or not at all).
+        True if libvirtd was restarted, False if someone else uses it."""
+        assert self.restartable and not self.exclusive
+        try:
+            fcntl.flock(self._gate, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        try:
+            try:
+                fcntl.flock(self._use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                # A failed conversion may have dropped the shared lock
+                # (flock(2): not atomic); take it again (we hold the gate).
+                fcntl.flock(self._use, fcntl.LOCK_SH)
+                return False
+            self.exclusive = True
+            try:
+                self.restart()
+            finally:
+                self.exclusive = False
+                fcntl.flock(self._use, fcntl.LOCK_SH)
+            return True
+        finally:
+            fcntl.flock(self._gate, fcntl.LOCK_UN)
+
     def close(self):
         if self.restartable:
             with self._locked():

@@ -29,6 +29,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,6 +113,12 @@ int stub_reset(const struct qemu_route *route, const char *stub_path, bool resum
 static void clean_up(const struct qemu_route *route, const char *stub_path, const char *dir)
 {
     struct bm_err err = BM_ERR_INIT;
+    /* A plain QEMU's stub lives in our private directory, made after the
+     * guardian was told of it and before the stub opens, removed only once
+     * the stub is closed: without it there is nothing to undo. */
+    struct stat st;
+    if (dir[0] != '\0' && lstat(dir, &st) < 0 && errno == ENOENT)
+        return;
     if (clear_through(stub_path, true, GUARDIAN_RETRY_MS, &err) == 0) {
         struct qemu_chan *ch = monitor(route, &err);
         bm_err_clear(&err);

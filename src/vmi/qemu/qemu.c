@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -404,6 +405,11 @@ static int be_detach(void *be, bool leave_paused, struct bm_err *err)
     q->nbps = 0;
     q->detached = true;
     chan_release(q);
+    /* The stub failing may be QEMU dying (killed at the trap or during the
+     * dump: its sockets close before it is a zombie); then there is nothing
+     * to clear, and a fresh stub would only wait for a dead monitor. */
+    if (rc < 0 && alive && qemu_gone_soon(q->pid))
+        alive = false;
     if (rc < 0 && alive) {
         struct bm_err e2 = BM_ERR_INIT;
         rc = stub_reset(&q->route, q->stub_path, !leave_paused, &e2);
@@ -469,19 +475,36 @@ static const struct vmi_ops qemu_ops = {
 /* Plain QEMU: a 0700 directory of ours. QEMU creates the socket: when it
  * runs as another user, it must own the directory; it stays closed to
  * others. */
-static int private_dir(struct qemu_be *q, struct bm_err *err)
+/* The private directory's name, random (it is made only once the guardian
+ * knows it: make_private_dir), and the stub's socket in it. */
+static int name_private_dir(struct qemu_be *q, struct bm_err *err)
 {
     const char *base = getenv("TMPDIR");
     if (base == NULL || base[0] != '/')
         base = "/tmp";
-    if ((size_t)snprintf(q->dir, sizeof q->dir, "%s/bsodmon-XXXXXX", base) >= sizeof q->dir)
-        return bm_err_set(err, "TMPDIR is too long");
-    if (mkdtemp(q->dir) == NULL) { /* mode 0700 */
-        int e = errno;
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+        return bm_err_sys(err, errno, "getrandom for the stub's directory name");
+    if ((size_t)snprintf(q->dir, sizeof q->dir, "%s/bsodmon-%012llx", base,
+                         (unsigned long long)(r & 0xffffffffffffull)) >= sizeof q->dir ||
+        (size_t)snprintf(q->stub_path, sizeof q->stub_path, "%s/gdb.sock", q->dir) >=
+            sizeof q->stub_path) {
         q->dir[0] = '\0';
-        return bm_err_sys(err, e, "creating a private directory in %s", base);
+        return bm_err_set(err, "TMPDIR is too long");
     }
-    snprintf(q->stub_path, sizeof q->stub_path, "%s/gdb.sock", q->dir);
+    return 0;
+}
+
+/* mkdir 0700 (never through anything that exists already), given to QEMU's
+ * user when QEMU runs as another one. */
+static int make_private_dir(struct qemu_be *q, struct bm_err *err)
+{
+    if (mkdir(q->dir, 0700) < 0) {
+        int e = errno;
+        bm_err_sys(err, e, "creating the private directory %s", q->dir);
+        q->dir[0] = '\0';
+        return -1;
+    }
     long uid, gid;
     if (geteuid() == 0 && bm_proc_status_num(q->pid, "Uid", &uid) == 0 &&
         bm_proc_status_num(q->pid, "Gid", &gid) == 0 && (uid_t)uid != geteuid() &&
@@ -499,7 +522,7 @@ static int find_qemu(struct qemu_be *q, struct bm_err *err)
 {
     if (q->route.via == QEMU_VIA_QMP) {
         struct qmp_conn *c = (struct qmp_conn *)q->chan;   /* a qmp_conn is its channel */
-        return qmp_peer_pid(c, &q->pid, err) < 0 ? -1 : private_dir(q, err);
+        return qmp_peer_pid(c, &q->pid, err) < 0 ? -1 : name_private_dir(q, err);
     }
     struct lv_dom *d = (struct lv_dom *)q->chan;           /* likewise */
     char dir[PATH_MAX];
@@ -545,11 +568,23 @@ int vmi_qemu_open(struct vmi *v, const struct vmi_qemu_opts *opts, struct bm_err
         bm_err_set(err, "the VM is '%s', not running or paused", st.status);
         goto fail_early;
     }
+    /* The guardian is armed before QEMU opens the stub: from then on a
+     * SIGKILL must not leave the stub open, our directory behind or the
+     * guest paused (a client connecting to the stub stops the VM), and the
+     * soak (tests/soak) killed bsodmon in that window. */
+    if (opts->guardian == NULL && guardian_spawn(&q->own_guardian, err) < 0)
+        goto fail_early;
+    q->guardian = opts->guardian != NULL ? opts->guardian : &q->own_guardian;
     if (find_qemu(q, err) < 0)
+        goto fail_early;
+    if (guardian_arm(q->guardian, &q->route, q->stub_path, q->dir, &q->guard_id, err) < 0)
+        goto fail_early;
+    q->guarded = true;
+    if (q->dir[0] != '\0' && make_private_dir(q, err) < 0)
         goto fail_early;
     if (qmp_gdbserver_start(q->chan, q->stub_path, err) < 0) {
         bm_err_prefix(err, "opening QEMU's GDB stub (another debugger attached?)");
-        goto fail_early;
+        goto fail_early;    /* not ours to close: the guardian forgets it */
     }
     q->rsp = rsp_connect(q->stub_path, STUB_TIMEOUT_MS, err);
     if (q->rsp == NULL || rsp_handshake(q->rsp, err) < 0)
@@ -559,12 +594,6 @@ int vmi_qemu_open(struct vmi *v, const struct vmi_qemu_opts *opts, struct bm_err
         bm_err_set(err, "the GDB stub lists %u vCPUs, QMP %zu", q->nvcpu, ncpu);
         goto fail;
     }
-    if (opts->guardian == NULL && guardian_spawn(&q->own_guardian, err) < 0)
-        goto fail;
-    q->guardian = opts->guardian != NULL ? opts->guardian : &q->own_guardian;
-    if (guardian_arm(q->guardian, &q->route, q->stub_path, q->dir, &q->guard_id, err) < 0)
-        goto fail;
-    q->guarded = true;
     if (qemu_ram_open(&q->ram, q->chan, q->pid, q->rsp, opts->memory_access, err) < 0)
         goto fail;
     v->ops = &qemu_ops;
@@ -574,6 +603,10 @@ fail:
     be_close(q);
     return -1;
 fail_early:
+    if (q->guarded)
+        guardian_disarm(q->guardian, q->guard_id);
+    if (q->guardian == &q->own_guardian)
+        guardian_end(&q->own_guardian, true);
     if (q->dir[0] != '\0')
         rmdir(q->dir);
     chan_release(q);

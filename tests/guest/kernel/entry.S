@@ -229,6 +229,16 @@ call_ms_abi:
         leave
         ret
 
+/* run_on_stack(top, fn): go on in fn() (which never returns) with the stack
+ * reset to top: the next of many bug checks in a row starts from a fresh
+ * stack instead of nesting in the last one's frames (16 KiB hold ~180). */
+        .globl run_on_stack
+run_on_stack:
+        mov     %rdi, %rsp
+        and     $-16, %rsp
+        call    *%rsi
+        ud2
+
 /* Interrupt entry: the image's thunk pushed the vector and jumped here. */
         .globl isr_common
 isr_common:

@@ -23,7 +23,7 @@ struct orders {
     u32 vcpus, on;        /* vCPUs, and the one that bug-checks */
     u64 delay_ms;         /* 0 with trigger */
     bool trigger;         /* wait for a byte on the serial port */
-    u32 count;            /* bug checks in a row (nested on the same vCPU) */
+    u32 count;            /* bug checks in a row on the same vCPU */
     u64 seed;
     u8 pname[16];
     u32 pname_len;
@@ -126,6 +126,7 @@ void rtl_capture_context(void);
 void ki_save_control_state(void);
 void isr_common(void);
 void call_ms_abi(u64 target, u64 code, u64 p1, u64 p2, u64 p3, u64 p4);
+void run_on_stack(u64 top, void (*fn)(void)) __attribute__((noreturn));
 void reload_segments(void);
 
 /* kmain.c */

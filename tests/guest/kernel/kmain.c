@@ -304,9 +304,20 @@ static void bugcheck_now(void)
     panic("KeBugCheck returned");
 }
 
+/* Where the bug-checking vCPU's stack starts again for the next bug check. */
+static u64 again_rsp;
+
+static void __attribute__((noreturn)) bugcheck_again(void)
+{
+    wait_order();
+    bugcheck_now();
+    __builtin_unreachable();
+}
+
 /* Reached through the image's KeBugCheck2. Paints the screen, tells pvpanic,
  * and either halts this vCPU for good or, when more bug checks were ordered,
- * bug-checks again from here (a nested bug check, as Windows can have). */
+ * bug-checks again once told to, from the stack run() started with (not
+ * nested in this one's frames: thousands in a row must not overflow it). */
 void bugcheck2_handler(u64 code, u64 p1, u64 p2, u64 p3, u64 p4, u64 trap_frame)
 {
     (void)trap_frame;
@@ -317,10 +328,8 @@ void bugcheck2_handler(u64 code, u64 p1, u64 p2, u64 p3, u64 p4, u64 trap_frame)
     if (ord.hvcrash)
         hv_crash_report(code, p);
     pvpanic_signal();
-    if (++bugchecks_done < ord.count) {
-        wait_order();
-        bugcheck_now();
-    }
+    if (++bugchecks_done < ord.count)
+        run_on_stack(again_rsp, bugcheck_again);
     halt_forever();
 }
 
@@ -330,6 +339,9 @@ static void run(unsigned i)
         halt_forever(); /* idle: QEMU still reports the vCPU as running */
     while (!world_ready)
         cpu_relax();
+    /* run() never returns: its frame and what is below it are free again
+     * once the first bug check has started. */
+    again_rsp = (u64)__builtin_frame_address(0) - 64;
     lapic_timer_start();
     wait_order();
     bugcheck_now();
