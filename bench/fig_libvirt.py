@@ -140,8 +140,10 @@ class _HostMonitor(B.Monitor):
 
 def _host_round(ctx, n, cpu, rss, pss, per_dom, started_to_armed, caught):
     guests = []
-    m = _HostMonitor(ctx.bsodmon, "--all-domains", "--symbols-dir", B.SYMBOLS, "-o", "json",
-                     "-v")
+    # Only this run's domains: others on the host (another user's tests)
+    # are neither counted nor touched.
+    m = _HostMonitor(ctx.bsodmon, "--all-domains", "--domains", f"{L.PREFIX}{os.getpid()}-*",
+                     "--symbols-dir", B.SYMBOLS, "-o", "json", "-v")
     try:
         if m.wait_stderr("connected to libvirt", 30) is None:
             raise B.BenchError(f"host mode did not connect: {m.stderr()[-300:]}")

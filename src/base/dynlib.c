@@ -32,6 +32,13 @@ bool bm_dl_syms(void *const libs[], size_t nlibs, const char *soname, const char
     return true;
 }
 
+bool bm_dl_load(const char *soname, const char *purpose, const char *const names[],
+                void **const slots[], char *error, size_t len)
+{
+    void *lib = bm_dl_open(soname, purpose, error, len);
+    return lib != NULL && bm_dl_syms(&lib, 1, soname, names, slots, error, len);
+}
+
 int bm_dl_once(pthread_once_t *once, void (*load)(void), const char *load_error,
                struct bm_err *err)
 {

@@ -30,6 +30,10 @@ void *bm_dl_open(const char *soname, const char *purpose, char *error, size_t le
 bool bm_dl_syms(void *const libs[], size_t nlibs, const char *soname, const char *const names[],
                 void **const slots[], char *error, size_t len);
 
+/* bm_dl_open, then bm_dl_syms in that one library. */
+bool bm_dl_load(const char *soname, const char *purpose, const char *const names[],
+                void **const slots[], char *error, size_t len);
+
 /* Runs load() once (thread-safe); -1 with err = load_error when it left
  * one there. */
 int bm_dl_once(pthread_once_t *once, void (*load)(void), const char *load_error,

@@ -10,15 +10,12 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 /* BM_SONAME_CRYPTO: read from the library at build time (meson.build). */
 static void load(void)
 {
-    void *lib = bm_dl_open(BM_SONAME_CRYPTO, "for the crash dump's SHA-256", load_error,
-                           sizeof load_error);
-    if (lib == NULL)
-        return;
 #define CRYPTO_API_SLOT(f) (void **)&api.f,
     static const char *const names[] = { CRYPTO_API_FUNCS(BM_DL_NAME) NULL };
     void **const slots[] = { CRYPTO_API_FUNCS(CRYPTO_API_SLOT) NULL };
 #undef CRYPTO_API_SLOT
-    bm_dl_syms(&lib, 1, BM_SONAME_CRYPTO, names, slots, load_error, sizeof load_error);
+    bm_dl_load(BM_SONAME_CRYPTO, "for the crash dump's SHA-256", names, slots,
+               load_error, sizeof load_error);
 }
 
 const struct crypto_api *crypto_api(struct bm_err *err)

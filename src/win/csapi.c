@@ -10,15 +10,12 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 /* BM_SONAME_CAPSTONE: read from the library at build time (meson.build). */
 static void load(void)
 {
-    void *lib = bm_dl_open(BM_SONAME_CAPSTONE, "to find KeBugCheck2 without a symbol profile",
-                           load_error, sizeof load_error);
-    if (lib == NULL)
-        return;
 #define CS_API_SLOT(f) (void **)&api.f,
     static const char *const names[] = { CS_API_FUNCS(BM_DL_NAME) NULL };
     void **const slots[] = { CS_API_FUNCS(CS_API_SLOT) NULL };
 #undef CS_API_SLOT
-    bm_dl_syms(&lib, 1, BM_SONAME_CAPSTONE, names, slots, load_error, sizeof load_error);
+    bm_dl_load(BM_SONAME_CAPSTONE, "to find KeBugCheck2 without a symbol profile", names, slots,
+               load_error, sizeof load_error);
 }
 
 const struct cs_api *cs_api(struct bm_err *err)
