@@ -223,7 +223,8 @@ def _libvirt_floor(runs):
         pc = subprocess.run(["pkg-config", "--cflags", "--libs", "libvirt"], stdout=subprocess.PIPE,
                             text=True, check=True).stdout.split()
         subprocess.run([os.environ.get("CC", "cc"), "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror",
-                        os.path.join(B.BENCH, "libvirt-floor.c"), "-o", exe] + pc, check=True)
+                        "-I" + B.BENCH, os.path.join(B.BENCH, "libvirt-floor.c"), "-o", exe] + pc,
+                       check=True)
         rss, pss = [], []
         for _ in range(runs):
             r = subprocess.run([exe, L.URI], stdout=subprocess.PIPE, text=True, timeout=60)

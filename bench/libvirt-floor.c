@@ -6,27 +6,12 @@
  *
  *   libvirt-floor URI
  */
+#define _GNU_SOURCE 1 /* clock_gettime in procmem.h, with -std=c11 */
 #include <libvirt/libvirt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-static long field_kib(const char *path, const char *key)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long v = -1;
-    size_t n = strlen(key);
-    while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, key, n) == 0) {
-            v = strtol(line + n, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
+#include "procmem.h"
 
 static int on_lifecycle(virConnectPtr c, virDomainPtr d, int event, int detail, void *opaque)
 {
@@ -54,8 +39,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++)
         virDomainFree(doms[i]);
     free(doms);
-    printf("%ld %ld\n", field_kib("/proc/self/status", "VmRSS:"),
-           field_kib("/proc/self/smaps_rollup", "Pss:"));
+    printf("%ld %ld\n", bench_status_kib("VmRSS"),
+           bench_proc_kib("/proc/self/smaps_rollup", "Pss"));
     virConnectClose(c);
     return 0;
 }
