@@ -17,10 +17,10 @@ static inline double bench_now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* "VmRSS" or "VmHWM" in KiB, or -1. */
-static inline long bench_status_kib(const char *key)
+/* The "KEY:" line of a /proc file in KiB, or -1. */
+static inline long bench_proc_kib(const char *path, const char *key)
 {
-    FILE *f = fopen("/proc/self/status", "r");
+    FILE *f = fopen(path, "r");
     if (f == NULL)
         return -1;
     char line[256];
@@ -33,6 +33,12 @@ static inline long bench_status_kib(const char *key)
         }
     fclose(f);
     return v;
+}
+
+/* "VmRSS" or "VmHWM" in KiB, or -1. */
+static inline long bench_status_kib(const char *key)
+{
+    return bench_proc_kib("/proc/self/status", key);
 }
 
 /* 0 when VmHWM was reset to the current VmRSS. */

@@ -184,6 +184,11 @@ struct dump_dmp {
  * last component 0700 when its parent exists. */
 int dump_check_dir(const char *dir, struct bm_err *err);
 
+/* Load what writing a dump needs that a run without dumps does not map
+ * (libcrypto, for the SHA-256: dump/cryptoapi.h). Called with the directory
+ * check at start, so a missing library is said then, not at crash time. */
+int dump_prepare(struct bm_err *err);
+
 /* Write DIR/crashdump.bin and DIR/crashdump.metadata from `src`. `opts` may
  * be NULL; `res` is filled on success (and partly on failure). On failure,
  * -1 with `err` set, and DIR holds no temporary file of this dump and no

@@ -33,11 +33,11 @@
  * until committed: see the table in bench/dump-writer-bench.c.
  */
 #include "dump/dump.h"
+#include "dump/cryptoapi.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +45,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Every use below comes after write_images() loaded libcrypto. */
+#define CR crypto_api_loaded()
 
 #define PAGE 4096u
 #define DEFAULT_CHUNK (8u << 20)
@@ -214,7 +217,7 @@ static bool hash_zeros(struct sink *pp, uint64_t len)
     bool ok = true;
     for (uint64_t left = len; left > 0 && ok;) {
         size_t n = left < sizeof zero_block ? (size_t)left : sizeof zero_block;
-        ok = EVP_DigestUpdate(pp->md, zero_block, n) == 1;
+        ok = CR->EVP_DigestUpdate(pp->md, zero_block, n) == 1;
         left -= n;
     }
     return ok;
@@ -230,11 +233,11 @@ static int hash_item(struct sink *pp, int sink, const struct item *it)
     if (sink == DMP) {
         if (v->data != NULL) {
             ok = hash_zeros(pp, v->off - pp->hashed) &&
-                 EVP_DigestUpdate(pp->md, v->data, (size_t)it->len) == 1;
+                 CR->EVP_DigestUpdate(pp->md, v->data, (size_t)it->len) == 1;
             pp->hashed = v->off + it->len;
         }
     } else if (v->data != NULL) {
-        ok = EVP_DigestUpdate(pp->md, v->data, (size_t)it->len) == 1;
+        ok = CR->EVP_DigestUpdate(pp->md, v->data, (size_t)it->len) == 1;
     } else {
         ok = hash_zeros(pp, it->len);
     }
@@ -515,7 +518,7 @@ static int sink_finish(struct sink *s, int k, struct dump_file_result *fr, struc
         return bm_err_sys(err, errno, "fsync of %s", fr->name);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (EVP_DigestFinal_ex(s->md, md, &mdlen) != 1 || mdlen != 32)
+    if (CR->EVP_DigestFinal_ex(s->md, md, &mdlen) != 1 || mdlen != 32)
         return bm_err_set(err, "SHA-256 of the crash dump failed (OpenSSL)");
     for (unsigned i = 0; i < 32; i++)
         snprintf(fr->sha256 + 2 * i, 3, "%02x", md[i]);
@@ -534,12 +537,17 @@ static int dmp_start(struct pipe *pp, struct dump_result *res, struct bm_err *er
     int rc = 0;
     if (write_run(s, h, DUMP_DMP_HEADER_SIZE, 0) < 0)
         rc = bm_err_set(err, "%s", s->werr.msg);
-    else if (EVP_DigestUpdate(s->md, h, DUMP_DMP_HEADER_SIZE) != 1)
+    else if (CR->EVP_DigestUpdate(s->md, h, DUMP_DMP_HEADER_SIZE) != 1)
         rc = bm_err_set(err, "SHA-256 of the crash dump failed (OpenSSL)");
     s->hashed = DUMP_DMP_HEADER_SIZE;
     res->file[DMP].written_bytes += DUMP_DMP_HEADER_SIZE;
     free(h);
     return rc;
+}
+
+int dump_prepare(struct bm_err *err)
+{
+    return crypto_api(err) != NULL ? 0 : -1;
 }
 
 /* The images into their descriptors (fd[k] < 0: not written), fsync'ed;
@@ -549,6 +557,8 @@ static int write_images(const int fd[NSINK], const struct dump_source *src,
                         const struct dump_opts *o, unsigned flags, size_t chunk,
                         struct dump_result *res, struct bm_err *err)
 {
+    if (dump_prepare(err) < 0)
+        return -1;
     uint64_t total = ram_total(src);
     struct pipe *pp = calloc(1, sizeof *pp);
     if (pp == NULL)
@@ -571,8 +581,8 @@ static int write_images(const int fd[NSINK], const struct dump_source *src,
         if (!s->on)
             continue;
         s->size = k == RAW ? src->ranges[src->nranges - 1].end + 1 : lay->file_size;
-        s->md = EVP_MD_CTX_new();
-        if (rc == 0 && (s->md == NULL || EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1))
+        s->md = CR->EVP_MD_CTX_new();
+        if (rc == 0 && (s->md == NULL || CR->EVP_DigestInit_ex(s->md, CR->EVP_sha256(), NULL) != 1))
             rc = bm_err_set(err, "cannot initialise SHA-256 (OpenSSL)");
         s->direct = rc == 0 && !(flags & DUMP_F_BUFFERED) && aligned && set_direct(s->fd, true) == 0;
         pp->role[pp->nroles].sink = k;
@@ -633,7 +643,7 @@ static int write_images(const int fd[NSINK], const struct dump_source *src,
         if (pp->sink[k].on)
             rc = sink_finish(&pp->sink[k], k, &res->file[k], err);
     for (int k = 0; k < NSINK; k++)
-        EVP_MD_CTX_free(pp->sink[k].md);
+        CR->EVP_MD_CTX_free(pp->sink[k].md);
     for (int i = 0; i < NSLOT; i++) {
         free(pp->slot[i].runs);
         free(pp->slot[i].pruns);

@@ -78,7 +78,9 @@ struct host {
     int sigfd;
     int ended_fd;                /* eventfd: some watcher thread ended */
     pthread_mutex_t lock;
-    struct slot slots[HOST_MAX_DOMAINS];
+    /* Allocated when first needed (a slot is ~35 KiB: its monitor_config),
+     * kept and reused after its domain stops, freed at exit. */
+    struct slot *slots[HOST_MAX_DOMAINS];
 };
 
 /* ---- one domain's watcher thread ------------------------------------------------- */
@@ -149,8 +151,31 @@ static void *watch_domain(void *arg)
 static struct slot *find(struct host *h, const char *uuid)
 {
     for (size_t i = 0; i < HOST_MAX_DOMAINS; i++)
-        if (h->slots[i].state != SLOT_FREE && strcmp(h->slots[i].uuid, uuid) == 0)
-            return &h->slots[i];
+        if (h->slots[i] != NULL && h->slots[i]->state != SLOT_FREE &&
+            strcmp(h->slots[i]->uuid, uuid) == 0)
+            return h->slots[i];
+    return NULL;
+}
+
+/* A free slot: one used before, else a new one; NULL when none can be had. */
+static struct slot *free_slot(struct host *h, const char *name)
+{
+    for (size_t i = 0; i < HOST_MAX_DOMAINS; i++)
+        if (h->slots[i] != NULL && h->slots[i]->state == SLOT_FREE)
+            return h->slots[i];
+    for (size_t i = 0; i < HOST_MAX_DOMAINS; i++) {
+        if (h->slots[i] != NULL)
+            continue;
+        struct slot *s = calloc(1, sizeof *s);
+        if (s == NULL || (s->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+            bm_log("%s: not watched: %s", name, s == NULL ? "out of memory" : strerror(errno));
+            free(s);
+            return NULL;
+        }
+        s->h = h;
+        return h->slots[i] = s;
+    }
+    bm_log("%s: not watched: already %d domains", name, HOST_MAX_DOMAINS);
     return NULL;
 }
 
@@ -232,12 +257,9 @@ static void started(void *ctx, const char *name, const char *uuid)
         pthread_mutex_unlock(&h->lock);
         return;
     }
-    for (size_t i = 0; i < HOST_MAX_DOMAINS && s == NULL; i++)
-        if (h->slots[i].state == SLOT_FREE)
-            s = &h->slots[i];
+    s = free_slot(h, name);
     if (s == NULL) {
         pthread_mutex_unlock(&h->lock);
-        bm_log("%s: not watched: already %d domains", name, HOST_MAX_DOMAINS);
         return;
     }
     snprintf(s->name, sizeof s->name, "%s", name);
@@ -271,9 +293,9 @@ static void stopped(void *ctx, const char *uuid)
 static void reap(struct host *h)
 {
     for (size_t i = 0; i < HOST_MAX_DOMAINS; i++) {
-        struct slot *s = &h->slots[i];
         pthread_mutex_lock(&h->lock);
-        bool ended = s->state == SLOT_ENDED;
+        struct slot *s = h->slots[i];
+        bool ended = s != NULL && s->state == SLOT_ENDED;
         pthread_mutex_unlock(&h->lock);
         if (!ended)
             continue;
@@ -389,8 +411,7 @@ static const struct lvhost_ops host_ops = {
 int monitor_run_host(const struct monitor_config *cfg, const char *uri, const char *glob,
                      int wait_windows_s)
 {
-    static struct host h;   /* 256 slots: off the stack */
-    memset(&h, 0, sizeof h);
+    static struct host h;
     h.base = cfg;
     h.uri = uri;
     h.glob = glob;
@@ -421,14 +442,6 @@ int monitor_run_host(const struct monitor_config *cfg, const char *uri, const ch
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
-    for (size_t i = 0; i < HOST_MAX_DOMAINS; i++) {
-        h.slots[i].h = &h;
-        h.slots[i].stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (h.slots[i].stop_fd < 0) {
-            bm_log("eventfd: %s", strerror(errno));
-            return 1;
-        }
-    }
     struct bm_err err = BM_ERR_INIT;
     if (guardian_spawn(&h.guardian, &err) < 0) {
         bm_log("%s", bm_err_msg(&err));
@@ -442,17 +455,21 @@ int monitor_run_host(const struct monitor_config *cfg, const char *uri, const ch
         rc = 0;
     /* Detach every domain, then wait for each thread. */
     for (size_t i = 0; i < HOST_MAX_DOMAINS; i++) {
-        struct slot *s = &h.slots[i];
-        if (s->state != SLOT_FREE) {
+        struct slot *s = h.slots[i];
+        if (s != NULL && s->state != SLOT_FREE) {
             ask_stop(s);
             s->restart = false;
         }
     }
     for (size_t i = 0; i < HOST_MAX_DOMAINS; i++) {
-        struct slot *s = &h.slots[i];
+        struct slot *s = h.slots[i];
+        if (s == NULL)
+            continue;
         if (s->state != SLOT_FREE)
             pthread_join(s->thread, NULL);
         close(s->stop_fd);
+        free(s);
+        h.slots[i] = NULL;
     }
     lvhost_free(h.lv);
     guardian_end(&h.guardian, true);

@@ -2,7 +2,8 @@
  * applies the rule to its output. */
 #include "win/callscan.h"
 
-#include <capstone/capstone.h>
+#include "win/csapi.h"
+
 #include <inttypes.h>
 #include <stdbool.h>
 #include <string.h>
@@ -48,13 +49,18 @@ int callscan_find_bugcheck2(const uint8_t *code, size_t len, uint64_t va,
 {
     memset(out, 0, sizeof *out);
     size_t limit = len < CALLSCAN_MAX_BYTES ? len : CALLSCAN_MAX_BYTES;
+    const struct cs_api *cs = cs_api(err);
+    if (cs == NULL) {
+        bm_err_prefix(err, "KeBugCheckEx scan");
+        return -1;
+    }
     csh h;
-    if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+    if (cs->cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
         return bm_err_set(err, "KeBugCheckEx scan: capstone could not start");
-    cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
-    cs_insn *insn = cs_malloc(h);
+    cs->cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
+    cs_insn *insn = cs->cs_malloc(h);
     if (insn == NULL) {
-        cs_close(&h);
+        cs->cs_close(&h);
         return bm_err_set(err, "KeBugCheckEx scan: out of memory");
     }
 
@@ -71,7 +77,7 @@ int callscan_find_bugcheck2(const uint8_t *code, size_t len, uint64_t va,
 
     while (left > 0) {
         uint64_t at = addr;
-        if (!cs_disasm_iter(h, &p, &left, &addr, insn)) {
+        if (!cs->cs_disasm_iter(h, &p, &left, &addr, insn)) {
             size_t off = (size_t)(at - va);
             if (left >= X86_MAX_INSN)
                 bm_err_set(err, "KeBugCheckEx at 0x%" PRIx64 ": undecodable "
@@ -116,7 +122,7 @@ int callscan_find_bugcheck2(const uint8_t *code, size_t len, uint64_t va,
         out->target_calls += targets[i] == out->target;
     rc = 0;
 out:
-    cs_free(insn, 1);
-    cs_close(&h);
+    cs->cs_free(insn, 1);
+    cs->cs_close(&h);
     return rc;
 }

@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -147,8 +148,8 @@ static size_t read_code(const struct pe_image *img, uint32_t rva, uint8_t *buf,
     return got;
 }
 
-int winkernel_find_bugcheck2(const struct winkernel *k,
-                             struct winkernel_bugcheck *out, struct bm_err *err)
+int winkernel_read_bugcheckex(const struct winkernel *k, struct winkernel_bugcheckex *out,
+                              struct bm_err *err)
 {
     memset(out, 0, sizeof *out);
     const struct pe_image *img = &k->img;
@@ -163,24 +164,58 @@ int winkernel_find_bugcheck2(const struct winkernel *k,
         return bm_err_set(err, "kernel at 0x%" PRIx64 ": KeBugCheckEx is a forwarder "
                           "(%s)", k->base, x.forward);
     out->kebugcheckex = k->base + x.rva;
-
-    uint8_t code[CALLSCAN_MAX_BYTES];
+    out->base = k->base;
+    out->size = k->size;
     size_t want = img->size_of_image - x.rva;
-    if (want > sizeof code)
-        want = sizeof code;
-    size_t got = read_code(img, x.rva, code, want);
-    if (callscan_find_bugcheck2(code, got, out->kebugcheckex, &out->scan, err) < 0)
-        return -1;
+    if (want > sizeof out->code)
+        want = sizeof out->code;
+    out->len = read_code(img, x.rva, out->code, want);
+    out->nsections = img->nsections;
+    for (unsigned i = 0; i < img->nsections; i++) {
+        out->sections[i].rva = img->sections[i].rva;
+        out->sections[i].vsize = img->sections[i].vsize;
+        out->sections[i].exec = (img->sections[i].characteristics & PE_SCN_MEM_EXECUTE) != 0;
+    }
+    return 0;
+}
 
+int winkernel_scan_bugcheck2(const struct winkernel_bugcheckex *in,
+                             struct winkernel_bugcheck *out, struct bm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    out->kebugcheckex = in->kebugcheckex;
+    if (callscan_find_bugcheck2(in->code, in->len, in->kebugcheckex, &out->scan, err) < 0)
+        return -1;
+    /* The first section holding the target, as pe_section_at finds it. */
     uint64_t t = out->scan.target;
-    const struct pe_section *s = NULL;
-    if (t - k->base < k->size)
-        s = pe_section_at(img, (uint32_t)(t - k->base));
-    if (s == NULL || !(s->characteristics & PE_SCN_MEM_EXECUTE))
+    int exec = -1;
+    if (t - in->base < in->size) {
+        uint32_t rva = (uint32_t)(t - in->base);
+        for (unsigned i = 0; exec < 0 && i < in->nsections; i++)
+            if (rva >= in->sections[i].rva &&
+                (uint64_t)rva < (uint64_t)in->sections[i].rva + in->sections[i].vsize)
+                exec = in->sections[i].exec;
+    }
+    if (exec != 1)
         return bm_err_set(err, "kernel at 0x%" PRIx64 ": the call in KeBugCheckEx goes "
                           "to 0x%" PRIx64 ", outside the kernel's code; its code is "
                           "not the expected shape, give a symbol profile (-r)",
-                          k->base, t);
+                          in->base, t);
     out->kebugcheck2 = t;
     return 0;
+}
+
+int winkernel_find_bugcheck2(const struct winkernel *k,
+                             struct winkernel_bugcheck *out, struct bm_err *err)
+{
+    struct winkernel_bugcheckex *in = malloc(sizeof *in);
+    if (in == NULL)
+        return bm_err_set(err, "out of memory");
+    int rc = winkernel_read_bugcheckex(k, in, err);
+    if (rc < 0)
+        memset(out, 0, sizeof *out);
+    else
+        rc = winkernel_scan_bugcheck2(in, out, err);
+    free(in);
+    return rc;
 }

@@ -50,8 +50,30 @@ struct winkernel_bugcheck {
     struct callscan_result scan;
 };
 
-/* Locate KeBugCheckEx by export and KeBugCheck2 by decoding it; the target
- * must lie in an executable section of the kernel image. */
+/* What decoding KeBugCheckEx needs, read from the guest at discovery: its
+ * VA (from the export table), its first bytes and the image's section
+ * table. Decoding (capstone, loaded only then) waits until it is known that
+ * no profile names KeBugCheck2. */
+struct winkernel_bugcheckex {
+    uint64_t kebugcheckex;              /* VA, from the export table */
+    uint64_t base;                      /* the image's base and SizeOfImage */
+    uint32_t size;
+    size_t len;                         /* bytes of code read */
+    uint8_t code[CALLSCAN_MAX_BYTES];
+    uint16_t nsections;
+    struct { uint32_t rva, vsize; bool exec; } sections[PE_MAX_SECTIONS];
+};
+
+/* Locate KeBugCheckEx by export and read what decoding it needs. */
+int winkernel_read_bugcheckex(const struct winkernel *k, struct winkernel_bugcheckex *out,
+                              struct bm_err *err);
+
+/* KeBugCheck2 as the call target inside KeBugCheckEx (callscan.h); the
+ * target must lie in an executable section of the kernel image. */
+int winkernel_scan_bugcheck2(const struct winkernel_bugcheckex *in,
+                             struct winkernel_bugcheck *out, struct bm_err *err);
+
+/* Both in one. */
 int winkernel_find_bugcheck2(const struct winkernel *k,
                              struct winkernel_bugcheck *out, struct bm_err *err);
 

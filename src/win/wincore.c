@@ -66,17 +66,27 @@ static int discover(const struct vmi *v, unsigned vcpu, struct win_kernel *k,
     memcpy(k->guid, wk->rsds.guid, sizeof k->guid);
     k->age = wk->rsds.age;
     snprintf(k->pdb_guid, sizeof k->pdb_guid, "%s-%" PRIu32, k->guid, k->age);
-    /* Without symbols, KeBugCheck2 is the call target inside KeBugCheckEx. */
-    struct winkernel_bugcheck bc;
+    /* Without symbols, KeBugCheck2 is the call target inside KeBugCheckEx:
+     * read it now, decode it only if no profile names KeBugCheck2. */
     bm_err_clear(&e);
-    if (winkernel_find_bugcheck2(wk, &bc, &e) == 0) {
+    if (winkernel_read_bugcheckex(wk, &k->bcx, &e) == 0)
+        k->has_bcx = true;
+    else
+        snprintf(k->no_call_why, sizeof k->no_call_why, "%s", bm_err_msg(&e));
+    return 0;
+}
+
+static void scan_bugcheckex(struct win_kernel *k)
+{
+    struct winkernel_bugcheck bc;
+    struct bm_err e = BM_ERR_INIT;
+    if (winkernel_scan_bugcheck2(&k->bcx, &bc, &e) == 0) {
         k->kebugcheckex = bc.kebugcheckex;
         k->kebugcheck2 = bc.kebugcheck2;
         k->kebugcheck2_from = "KeBugCheckEx call";
     } else {
         snprintf(k->no_call_why, sizeof k->no_call_why, "%s", bm_err_msg(&e));
     }
-    return 0;
 }
 
 int win_kernel_discover(const struct vmi *v, unsigned vcpu, struct win_kernel *k,
@@ -115,6 +125,10 @@ int win_kernel_symbols(const struct vmi *v, struct win_kernel *k, const char *pr
         if (k->prof.KeBugCheckEx.present)
             k->kebugcheckex = k->base + k->prof.KeBugCheckEx.value;
     }
+    if (k->kebugcheck2 == 0 && k->has_bcx)
+        scan_bugcheckex(k);
+    else if (k->kebugcheckex == 0 && k->has_bcx)
+        k->kebugcheckex = k->bcx.kebugcheckex;
     if (k->kebugcheck2 == 0)
         return bm_err_set(err, "cannot locate KeBugCheck2 without a profile (-r or "
                           "--symbols-dir): %s", k->no_call_why);

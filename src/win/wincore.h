@@ -11,6 +11,7 @@
 
 #include "base/err.h"
 #include "vmi/vmi.h"
+#include "win/kernel.h"
 #include "win/profile.h"
 
 struct win_kernel {
@@ -26,6 +27,8 @@ struct win_kernel {
     uint64_t kebugcheckex;      /* VA, 0 when unknown */
     const char *kebugcheck2_from; /* "profile" or "KeBugCheckEx call" */
     char no_call_why[BM_ERR_MSG_MAX]; /* why KeBugCheckEx gave no KeBugCheck2 */
+    bool has_bcx;               /* KeBugCheckEx read at discovery, decoded only */
+    struct winkernel_bugcheckex bcx; /* when no profile names KeBugCheck2 */
 };
 
 /* Find ntoskrnl from the kernel pointers vCPU `vcpu` holds (IDT entries,

@@ -451,8 +451,10 @@ def new_name():
 
 
 def domain_xml(name, kernel, initrd, cmdline, serial_sock, serial_log, mem=256, vcpus=1,
-               machine="pc", accel="tcg", disk=None, panic=False):
-    """A TCG (or KVM) domain booting the guest kernel directly."""
+               machine="pc", accel="tcg", disk=None, panic=False, hv_crash=False):
+    """A TCG (or KVM) domain booting the guest kernel directly. panic: a
+    pvpanic device; hv_crash: the Hyper-V crash MSRs (<panic model='hyperv'/>,
+    which libvirt 9.0 turns into -cpu ...,hv-crash; KVM only)."""
     from xml.sax.saxutils import quoteattr as qa, escape as esc
     # -cpu qemu64, as boot gives plain QEMU (and QEMU's default under KVM).
     cpu = "<cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model></cpu>"
@@ -467,6 +469,8 @@ def domain_xml(name, kernel, initrd, cmdline, serial_sock, serial_log, mem=256, 
             "<memballoon model='none'/>"]
     if panic:
         dev.append("<panic model='isa'/>")
+    if hv_crash:
+        dev.append("<panic model='hyperv'/>")
     return (f"<domain type='{'kvm' if accel == 'kvm' else 'qemu'}'>"
             f"<name>{esc(name)}</name>"
             f"<memory unit='MiB'>{mem}</memory><vcpu>{vcpus}</vcpu>"
@@ -475,7 +479,7 @@ def domain_xml(name, kernel, initrd, cmdline, serial_sock, serial_log, mem=256, 
             f"<cmdline>{esc(cmdline)}</cmdline></os>"
             f"<features><acpi/></features>{cpu}"
             "<on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot>"
-            f"<on_crash>{'preserve' if panic else 'destroy'}</on_crash>"
+            f"<on_crash>{'preserve' if panic or hv_crash else 'destroy'}</on_crash>"
             f"<devices>{''.join(dev)}</devices></domain>\n")
 
 

@@ -122,7 +122,7 @@ static void dmp_facts(struct plugin_host *host, const struct crash *c, struct wi
 
 int crashdump_check_dir(const char *dir, struct bm_err *err)
 {
-    return dump_check_dir(dir, err);
+    return dump_check_dir(dir, err) < 0 ? -1 : dump_prepare(err);
 }
 
 int crashdump_write(struct plugin_host *host, const struct crash *c, struct bm_err *err)

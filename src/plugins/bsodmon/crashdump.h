@@ -27,7 +27,8 @@ struct crash {
 int crashdump_parse_format(const char *s, unsigned *formats);
 
 /* Checked at start-up, before the guest is touched: the directory is
- * usable (created 0700 when missing), or a clear error. */
+ * usable (created 0700 when missing) and the dump's hashing library loads,
+ * or a clear error. */
 int crashdump_check_dir(const char *dir, struct bm_err *err);
 
 /* Write DIR/crashdump.bin and/or DIR/crashdump.dmp (one pass over RAM) and

@@ -3,46 +3,34 @@
 
 #ifdef HAVE_LIBVIRT
 
-#include <dlfcn.h>
 #include <pthread.h>
-#include <stdio.h>
+
+#include "base/dynlib.h"
 
 static struct lv_api api;
-static char load_error[256];
+static char load_error[BM_ERR_MSG_MAX];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-/* libvirt.so.0 and libvirt-qemu.so.0: the sonames Debian's libvirt0 ships
- * (libvirt keeps them stable). */
+/* BM_SONAME_LIBVIRT, BM_SONAME_LIBVIRT_QEMU: read from the libraries at
+ * build time (meson.build, scripts/soname). */
 static void load(void)
 {
-    void *lv = dlopen("libvirt.so.0", RTLD_NOW | RTLD_LOCAL);
-    void *lq = lv != NULL ? dlopen("libvirt-qemu.so.0", RTLD_NOW | RTLD_LOCAL) : NULL;
-    if (lq == NULL) {
-        const char *e = dlerror();
-        snprintf(load_error, sizeof load_error, "cannot load libvirt's client library (%s): "
-                 "install libvirt0", e ? e : "?");
+    void *libs[2];
+    if ((libs[0] = bm_dl_open(BM_SONAME_LIBVIRT, "to reach libvirt (-d NAME, --all-domains)",
+                              load_error, sizeof load_error)) == NULL ||
+        (libs[1] = bm_dl_open(BM_SONAME_LIBVIRT_QEMU, "for QEMU's monitor through libvirt",
+                              load_error, sizeof load_error)) == NULL)
         return;
-    }
-#define LV_API_LOAD(f)                                                                 \
-    if (load_error[0] == '\0') {                                                       \
-        *(void **)&api.f = dlsym(lv, #f);                                              \
-        if (api.f == NULL)                                                             \
-            *(void **)&api.f = dlsym(lq, #f);                                          \
-        if (api.f == NULL)                                                             \
-            snprintf(load_error, sizeof load_error, "libvirt's library has no %s", #f); \
-    }
-    LV_API_FUNCS(LV_API_LOAD)
-#undef LV_API_LOAD
+#define LV_API_SLOT(f) (void **)&api.f,
+    static const char *const names[] = { LV_API_FUNCS(BM_DL_NAME) NULL };
+    void **const slots[] = { LV_API_FUNCS(LV_API_SLOT) NULL };
+#undef LV_API_SLOT
+    bm_dl_syms(libs, 2, BM_SONAME_LIBVIRT, names, slots, load_error, sizeof load_error);
 }
 
 const struct lv_api *lv_api(struct bm_err *err)
 {
-    pthread_once(&once, load);
-    if (load_error[0] != '\0') {
-        bm_err_set(err, "%s", load_error);
-        return NULL;
-    }
-    return &api;
+    return bm_dl_once(&once, load, load_error, err) == 0 ? &api : NULL;
 }
 
 const struct lv_api *lv_api_loaded(void) { return &api; }

@@ -5,7 +5,7 @@
  * 8 MiB to every bsodmon's resident memory, also one watching a plain QEMU
  * through its QMP socket. So the functions used are looked up with dlopen()
  * the first time, by libvirt's own prototypes (the headers come from
- * libvirt-dev as usual). Private to libvirt.c and lvhost.c.
+ * libvirt-dev as usual; base/dynlib.h). Private to libvirt.c and lvhost.c.
  */
 #ifndef BM_VMI_QEMU_LVAPI_H
 #define BM_VMI_QEMU_LVAPI_H
@@ -16,6 +16,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include "base/dynlib.h"
 #include "base/err.h"
 
 #define LV_API_FUNCS(X)                                                              \
@@ -32,9 +33,7 @@
     X(virGetLastError) X(virGetLastErrorMessage) X(virSetErrorFunc)
 
 struct lv_api {
-#define LV_API_FIELD(f) __typeof__(f) *f;
-    LV_API_FUNCS(LV_API_FIELD)
-#undef LV_API_FIELD
+    LV_API_FUNCS(BM_DL_FIELD)
 };
 
 /* The functions, loaded once (thread-safe); NULL with err when libvirt's

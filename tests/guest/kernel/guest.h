@@ -115,6 +115,7 @@ void wait_trigger(void);
 void smp_start_aps(void);
 void bluescreen(u64 code, const u64 p[4]);
 void pvpanic_signal(void);
+bool hv_crash_available(void);
 void hv_crash_report(u64 code, const u64 p[4]);
 extern volatile bool world_ready;
 extern volatile unsigned ap_booting;

@@ -196,6 +196,27 @@ void pvpanic_signal(void)
  * with hv-crash: anywhere else the MSRs do not exist (#GP). */
 #define HV_MSR_CRASH_P0 0x40000100u
 #define HV_MSR_CRASH_CTL 0x40000105u
+#define HV_CPUID_INTERFACE 0x40000001u
+#define HV_CPUID_FEATURES 0x40000003u
+#define HV_SIGNATURE_EAX 0x31237648u          /* "Hv#1" */
+#define HV_GUEST_CRASH_MSR_AVAILABLE (1u << 10) /* CPUID 0x40000003 EDX */
+
+/* Windows looks before it writes: the Hyper-V interface signature, then the
+ * "guest crash MSRs available" feature bit. A KVM built without Hyper-V
+ * emulation (CONFIG_KVM_HYPERV=n) offers neither, whatever -cpu says. */
+bool hv_crash_available(void)
+{
+    u32 r[4];
+    cpuid(0x40000000u, r);
+    if (r[0] < HV_CPUID_FEATURES)
+        return false;
+    cpuid(HV_CPUID_INTERFACE, r);
+    if (r[0] != HV_SIGNATURE_EAX)
+        return false;
+    cpuid(HV_CPUID_FEATURES, r);
+    return (r[3] & HV_GUEST_CRASH_MSR_AVAILABLE) != 0;
+}
+
 void hv_crash_report(u64 code, const u64 p[4])
 {
     wrmsr(HV_MSR_CRASH_P0, code);

@@ -325,8 +325,14 @@ void bugcheck2_handler(u64 code, u64 p1, u64 p2, u64 p3, u64 p4, u64 trap_frame)
     kibugcheckdata_fill(code, p);
     bluescreen(code, p);
     kprintf("bluescreen 0x%lx 0x%lx 0x%lx 0x%lx 0x%lx\n", code, p1, p2, p3, p4);
-    if (ord.hvcrash)
-        hv_crash_report(code, p);
+    if (ord.hvcrash) {
+        if (hv_crash_available()) {
+            serial_puts("hv-crash report\n"); /* before: the hypervisor may stop us */
+            hv_crash_report(code, p);
+        } else {
+            serial_puts("hv-crash unavailable\n");
+        }
+    }
     pvpanic_signal();
     if (++bugchecks_done < ord.count)
         run_on_stack(again_rsp, bugcheck_again);

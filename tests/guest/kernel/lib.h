@@ -19,6 +19,10 @@ static inline void wrmsr(u32 msr, u64 v)
 {
     __asm__ volatile("wrmsr" :: "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)));
 }
+static inline void cpuid(u32 leaf, u32 r[4])
+{
+    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(0));
+}
 static inline u64 rdmsr(u32 msr)
 {
     u32 lo, hi;
