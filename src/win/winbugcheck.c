@@ -39,15 +39,25 @@ int winbc_read(pe_read_fn read, void *ctx, const struct win_profile *prof, uint6
         driver_failed(out, "KiBugCheckDriver", &e);
         return 0;
     }
-    uint16_t len;
-    uint64_t buf;
+    /* The UNICODE_STRING in one read: Length and Buffer. */
+    size_t lo = (size_t)prof->unicode_string_length.value;
+    size_t bo = (size_t)prof->unicode_string_buffer.value;
+    size_t span = lo + 2 > bo + 8 ? lo + 2 : bo + 8;
+    uint8_t u[32];
     if (us < KERNEL_MIN) {
         bm_err_set(&e, "it points to %#" PRIx64 ", not kernel memory", us);
         driver_failed(out, "KiBugCheckDriver", &e);
-    } else if (read(ctx, us + prof->unicode_string_length.value, &len, 2, &e) < 0 ||
-               read(ctx, us + prof->unicode_string_buffer.value, &buf, 8, &e) < 0) {
+        return 0;
+    }
+    if (read(ctx, us, u, span, &e) < 0) {
         driver_failed(out, "KiBugCheckDriver's UNICODE_STRING", &e);
-    } else if (winmod_ustr(read, ctx, len, buf, out->driver, &out->driver_truncated, &e) < 0) {
+        return 0;
+    }
+    uint16_t len;
+    uint64_t buf;
+    memcpy(&len, u + lo, 2);
+    memcpy(&buf, u + bo, 8);
+    if (winmod_ustr(read, ctx, len, buf, out->driver, &out->driver_truncated, &e) < 0) {
         driver_failed(out, "KiBugCheckDriver's name", &e);
     } else if (out->driver_truncated) {
         bm_err_set(&e, "%u bytes, longer than %d", len, WINMOD_NAME_MAX);

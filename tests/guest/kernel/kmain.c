@@ -372,7 +372,7 @@ void bugcheck2_handler(u64 code, u64 p1, u64 p2, u64 p3, u64 p4, u64 trap_frame)
     kibugcheckdata_fill(fin[0], fin + 1);
     kibugcheckdriver_set(driver);
     if (scenario_nofollow())
-        spin_tsc(400ull * 1000 * 1000);   /* ~0.1-0.2 s: far past bsodmon's bound */
+        spin_tsc(2000ull * 1000 * 1000);  /* ~0.8 s at 2.6 GHz: far past bsodmon's bound */
     call_image("sym:HvlLogGuestCrashInformation");
     call_image("sym:KiDisplayBlueScreen");
     bluescreen(code, p);

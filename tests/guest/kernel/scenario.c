@@ -27,7 +27,7 @@
  *   overlap    0xA, that driver's DllBase overlaps the module before it
  *   drvunmapped nonpaged, KiBugCheckDriver pointing to unmapped memory
  *   drvlong    nonpaged, KiBugCheckDriver's Length 0xFFFE
- *   nofollow   pagefault, but KeBugCheck2 takes ~0.1 s to get to its follow
+ *   nofollow   pagefault, but KeBugCheck2 takes ~0.8 s to get to its follow
  *              points: the event comes within bsodmon's bound, with the
  *              entry state's analysis
  */
