@@ -22,11 +22,26 @@
 #include "plugins/bsodmon/triage.h"
 #include "win/wincore.h"
 
+/* What the event reads from guest memory besides the registers: the
+ * crashing process and the analysis. Runs while the crashing vCPU goes on
+ * to where the kernel stores the final code (vmi_run_to), or at once. */
+struct reads {
+    struct plugin_host *host;
+    const struct vmi_regs *r;
+    struct win_current cur;
+    bool analyse;
+    struct triage_input in;
+    struct triage t;
+    long analysis_us;
+    bool done;
+};
+
 struct bsodmon {
     uint64_t trap_va;
     bool armed;
     struct winmod_list modules;     /* the analysis' scratch, kept off the stack */
     char mod[WINMOD_NAME_MAX + 24];  /* FaultingModule's text */
+    struct reads x;                 /* one event's reads (large: the triage) */
 };
 
 /* The analysis' fields, after DRAKVUF's six, each only when known
@@ -79,20 +94,6 @@ static void warn(const char *what, const struct bm_err *e)
 {
     bm_log("%s: %s", what, bm_err_msg(e));
 }
-
-/* What the event reads from guest memory besides the registers: the
- * crashing process and the analysis. Runs while the crashing vCPU goes on
- * to where the kernel stores the final code (vmi_run_to), or at once. */
-struct reads {
-    struct plugin_host *host;
-    const struct vmi_regs *r;
-    struct win_current cur;
-    bool analyse;
-    struct triage_input in;
-    struct triage t;
-    long analysis_us;
-    bool done;
-};
 
 static void do_reads(void *ctx)
 {
@@ -164,13 +165,13 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
     /* The analysis: bounded reads through the trapping vCPU's page tables
      * (the kernel half is the same in every address space). Anything it
      * cannot read is left out of the event, which is never held back. */
-    static struct reads x;      /* large (the triage); one event at a time */
-    memset(&x, 0, sizeof x);
-    x.host = host;
-    x.r = &r;
-    x.analyse = !host->opts->bsodmon_no_analysis;
-    x.analysis_us = -1;
-    x.in = (struct triage_input){
+    struct reads *xp = &b->x;   /* per VM: the host mode runs one handler per domain */
+    memset(xp, 0, sizeof *xp);
+    xp->host = host;
+    xp->r = &r;
+    xp->analyse = !host->opts->bsodmon_no_analysis;
+    xp->analysis_us = -1;
+    xp->in = (struct triage_input){
         .code = c.code, .p = { c.p[0], c.p[1], c.p[2], c.p[3] },
         .prof = host->kernel->has_profile && have_pg ? &host->kernel->prof : NULL,
         .kernel_base = host->kernel->base, .read = paging_read_virt_cb, .ctx = &pg,
@@ -180,7 +181,7 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
      * past the rewrites, for at most --bsodmon-follow-ms, while the reads
      * above are made. Hardware breakpoints only; none is left behind. */
     uint64_t points[2], hit = 0;
-    size_t npoints = x.analyse && have_pg && host->opts->bsodmon_follow_ms > 0
+    size_t npoints = xp->analyse && have_pg && host->opts->bsodmon_follow_ms > 0
                      ? follow_points(host->kernel, points) : 0;
     int followed = -1;          /* -1 not tried, 0 not reached, 1 reached */
     long follow_us = -1;
@@ -191,15 +192,15 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         followed = vmi_run_to(host->vmi, vcpu, points, npoints, host->opts->bsodmon_follow_ms,
-                              do_reads, &x, &hit, &e);
+                              do_reads, xp, &hit, &e);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         follow_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
         if (followed <= 0 && e.set) {
             snprintf(follow_err, sizeof follow_err, "%s", bm_err_msg(&e));
             bm_err_clear(&e);
         }
-        if (!x.done)
-            do_reads(&x);       /* it failed before the reads ran */
+        if (!xp->done)
+            do_reads(xp);       /* it failed before the reads ran */
         if (followed == 1) {
             /* A fresh walker: the guest ran since the last one was built. */
             struct paging pg2;
@@ -207,17 +208,17 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
                 winbc_read(paging_read_virt_cb, &pg2, &host->kernel->prof, host->kernel->base,
                            &fin, &e) == 0) {
                 have_fin = true;
-                triage_final(&x.in, &fin, &x.t);
+                triage_final(&xp->in, &fin, &xp->t);
             } else {
                 snprintf(follow_err, sizeof follow_err, "%s", bm_err_msg(&e));
                 bm_err_clear(&e);
             }
         }
     } else {
-        do_reads(&x);
+        do_reads(xp);
     }
-    if (x.analyse)
-        nfields += analysis_fields(&x.t, b->mod, sizeof b->mod, fields + nfields);
+    if (xp->analyse)
+        nfields += analysis_fields(&xp->t, b->mod, sizeof b->mod, fields + nfields);
     if (have_fin && (uint32_t)fin.data[0] != 0) {
         /* The crash dump is taken here, where Windows' own writer would be:
          * its header carries what the kernel stored. */
@@ -225,9 +226,9 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         c.final_code = (uint32_t)fin.data[0];
         memcpy(c.final_p, fin.data + 1, sizeof c.final_p);
     }
-    struct win_current cur = x.cur;
-    struct triage t = x.t;
-    long analysis_us = x.analysis_us;
+    struct win_current cur = xp->cur;
+    struct triage t = xp->t;
+    long analysis_us = xp->analysis_us;
     struct output_event oe = {
         .plugin = "bsodmon", .timestamp = now,
         .has_pid = cur.has_pid, .pid = cur.pid,
