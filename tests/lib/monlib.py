@@ -19,7 +19,13 @@ class Monitor:
     """bsodmon running in the background, stdout and stderr collected."""
 
     def __init__(self, *args, env=None):
-        self.p = subprocess.Popen([BSODMON] + list(args), stdout=subprocess.PIPE,
+        args = list(args)
+        # The e2e tests' bound for the follow (tests/meson.build): theirs
+        # when a test names one; bsodmon's default (5 ms) otherwise.
+        follow = (env or os.environ).get("BSODMON_TEST_FOLLOW_MS")
+        if follow and "--bsodmon-follow-ms" not in args and "--info" not in args:
+            args += ["--bsodmon-follow-ms", follow]
+        self.p = subprocess.Popen([BSODMON] + args, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, env=env)
         self.out, self.err = [], []
         self.t_out = threading.Thread(target=self._pump, args=(self.p.stdout, self.out))
