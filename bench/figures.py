@@ -58,8 +58,10 @@ def fig_latency_attach_rss(ctx):
     its trigger): bsodmon (-b, --symbols-dir), gdb with a scripted hbreak on
     KeBugCheck2, and a plain QMP client waiting for GUEST_PANICKED."""
     rng = random.Random(ctx.seed)
-    lat = {"bsodmon": [], "gdb": [], "pvpanic": [], "analysis": [], "noanalysis": []}
+    lat = {"bsodmon": [], "gdb": [], "pvpanic": [], "analysis": [], "noanalysis": [],
+           "nofollow": []}
     inside = []   # the analysis' own time, as bsodmon -v logs it
+    follow = []   # the follow's own time (run_to), as bsodmon -v logs it
     attach = {"bsodmon": [], "gdb": []}
     rss = {"bsodmon": [], "gdb": []}
     hwm = {"bsodmon": [], "gdb": []}
@@ -89,9 +91,12 @@ def fig_latency_attach_rss(ctx):
         # The analysis' cost (issue 15): the same scenario, a 0xA whose IP
         # lies in a loaded driver (module list walk, name, PE header), with
         # the analysis and with --bsodmon-no-analysis, alternating.
-        for method in ("analysis", "noanalysis"):
+        # And the follow's share: the analysis with --bsodmon-follow-ms 0
+        # (the entry state's rules only).
+        for method in ("analysis", "noanalysis", "nofollow"):
             with B.Guest(ctx.isf, "--scenario", "irql") as g:
-                extra = ("--bsodmon-no-analysis",) if method == "noanalysis" else ()
+                extra = {"noanalysis": ("--bsodmon-no-analysis",),
+                         "nofollow": ("--bsodmon-follow-ms", "0")}.get(method, ())
                 ms = _latency_bsodmon(ctx, g, {"bsodmon": []}, {"bsodmon": []}, {"bsodmon": []},
                                       {"bsodmon": []}, [], extra)
                 if ms is not None:
@@ -100,9 +105,13 @@ def fig_latency_attach_rss(ctx):
                     us = re.search(r"analysis took (\d+) us", ctx.last_stderr or "")
                     if us:
                         inside.append(int(us.group(1)) / 1000)
+                    fu = re.search(r"follow: reached in (\d+) us", ctx.last_stderr or "")
+                    if fu:
+                        follow.append(int(fu.group(1)) / 1000)
         B.log(f"  run {i + 1}/{ctx.runs}: latency ms bsodmon {_fmt(lat['bsodmon'][-1:])} "
               f"gdb {_fmt(lat['gdb'][-1:])} pvpanic {_fmt(lat['pvpanic'][-1:])}; analysis "
-              f"{_fmt(lat['analysis'][-1:])} without {_fmt(lat['noanalysis'][-1:])}; attach ms "
+              f"{_fmt(lat['analysis'][-1:])} without {_fmt(lat['noanalysis'][-1:])} no follow "
+              f"{_fmt(lat['nofollow'][-1:])}; attach ms "
               f"bsodmon {_fmt(attach['bsodmon'][-1:])} gdb {_fmt(attach['gdb'][-1:])}")
     rt = all(ctx.probe_rt) and bool(ctx.probe_rt)
     ctx.notes["probe_sched_fifo"] = rt
@@ -122,7 +131,13 @@ def fig_latency_attach_rss(ctx):
             ("adds <= 0.1 ms to the median", lambda r: r["bsodmon"] - r["peer"] <= 0.1), "lower",
             "fresh guest per run, --scenario irql (7 loaded modules; Windows has ~150: the "
             "walk reads one entry each); the analysis itself, timed inside bsodmon: "
-            f"{_fmt(inside)} ms"),
+            f"{_fmt(inside)} ms; the follow to where the kernel stores the final code "
+            f"(vmi_run_to, overlapping the analysis' reads): {_fmt(follow)} ms"),
+        row("1", "analysis cost: the same, the follow's share", "ms",
+            lat["analysis"], lat["nofollow"], "bsodmon --bsodmon-follow-ms 0", None, "lower",
+            "the follow runs the crashing vCPU on from KeBugCheck2 to HvlLogGuestCrashInformation "
+            "under hardware breakpoints: a second stop of the VM, and (TCG) a first translation "
+            "of the code on the way"),
         row("2", "attach: start -> breakpoint armed (.json.xz via --symbols-dir)", "ms",
             attach["bsodmon"], attach["gdb"], "gdb start -> hbreak set (address by hand)",
             ("<= 150 ms", lambda r: r["bsodmon"] <= 150), "lower",

@@ -11,6 +11,7 @@
 #include "vmi/qemu/libvirt.h"
 #include "plugins/plugin.h"
 #ifdef ENABLE_PLUGIN_BSODMON
+#include "plugins/bsodmon/bsodmon.h"
 #include "plugins/bsodmon/bugcheck.h"
 #include "plugins/bsodmon/crashdump.h"
 #endif
@@ -62,6 +63,9 @@ static void usage(FILE *f)
         "  --bsodmon-ignore-stop      stay armed through the stop phase\n"
         "  --bsodmon-no-analysis      report DRAKVUF's fields only (no reported code,\n"
         "                             sub-code, faulting module, exception, bucket)\n"
+        "  --bsodmon-follow-ms MS     follow a bug check for at most MS ms (default 5,\n"
+        "                             0: never) to the code Windows stores; then the\n"
+        "                             event. 0..1000\n"
         "  --crashdump-dir DIR        write all guest RAM to DIR/crashdump.bin and\n"
         "                             DIR/crashdump.metadata on a bug check\n"
         "  --crashdump-format FORMAT  raw (DIR/crashdump.bin, the default), dmp (a Windows\n"
@@ -164,7 +168,7 @@ static int select_plugin(struct monitor_config *cfg, const char *name, bool only
 enum {
     OPT_SYMBOLS_DIR = 256, OPT_WAIT_STOP, OPT_INFO, OPT_SW_BP, OPT_MEM_ACCESS, OPT_VERSION,
     OPT_IGNORE_STOP, OPT_NO_ANALYSIS, OPT_CRASHDUMP_DIR, OPT_LIST_BUGCHECKS, OPT_ALL_DOMAINS,
-    OPT_DOMAINS, OPT_WAIT_WINDOWS, OPT_CRASHDUMP_FORMAT,
+    OPT_DOMAINS, OPT_WAIT_WINDOWS, OPT_CRASHDUMP_FORMAT, OPT_FOLLOW_MS,
 };
 
 int main(int argc, char **argv)
@@ -173,6 +177,9 @@ int main(int argc, char **argv)
         return guardian_exec_main(argc, argv);
     static struct monitor_config cfg;
     cfg.format = OUTPUT_FORMAT_DEFAULT;
+#ifdef ENABLE_PLUGIN_BSODMON
+    cfg.plugin_opts.bsodmon_follow_ms = BSODMON_FOLLOW_MS;
+#endif
     for (size_t i = 0; plugin_registry[i] != NULL; i++)
         cfg.plugin_enabled[i] = true;
     bool any_a = false;
@@ -194,6 +201,7 @@ int main(int argc, char **argv)
 #ifdef ENABLE_PLUGIN_BSODMON
         { "bsodmon-ignore-stop", no_argument, NULL, OPT_IGNORE_STOP },
         { "bsodmon-no-analysis", no_argument, NULL, OPT_NO_ANALYSIS },
+        { "bsodmon-follow-ms", required_argument, NULL, OPT_FOLLOW_MS },
         { "crashdump-dir", required_argument, NULL, OPT_CRASHDUMP_DIR },
         { "crashdump-format", required_argument, NULL, OPT_CRASHDUMP_FORMAT },
         { "list-bugchecks", no_argument, NULL, OPT_LIST_BUGCHECKS },
@@ -252,6 +260,18 @@ int main(int argc, char **argv)
         case 'b': cfg.plugin_opts.bsodmon_abort = true; break;
         case OPT_IGNORE_STOP: cfg.plugin_opts.bsodmon_ignore_stop = true; break;
         case OPT_NO_ANALYSIS: cfg.plugin_opts.bsodmon_no_analysis = true; break;
+        case OPT_FOLLOW_MS: {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end != '\0' || v < 0 || v > BSODMON_FOLLOW_MS_MAX) {
+                fprintf(stderr, "bsodmon: --bsodmon-follow-ms takes 0..%d milliseconds, not "
+                        "'%s'\n", BSODMON_FOLLOW_MS_MAX, optarg);
+                return MONITOR_EXIT_FAIL;
+            }
+            cfg.plugin_opts.bsodmon_follow_ms = (int)v;
+            break;
+        }
         case OPT_CRASHDUMP_DIR: cfg.plugin_opts.crashdump_dir = optarg; break;
         case OPT_CRASHDUMP_FORMAT:
             if (crashdump_parse_format(optarg, &cfg.plugin_opts.crashdump_formats) < 0)

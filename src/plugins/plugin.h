@@ -32,6 +32,7 @@ struct plugin_options {
     bool bsodmon_abort;          /* -b */
     bool bsodmon_ignore_stop;    /* --bsodmon-ignore-stop */
     bool bsodmon_no_analysis;    /* --bsodmon-no-analysis: DRAKVUF's field set */
+    int bsodmon_follow_ms;       /* --bsodmon-follow-ms: the follow's bound, 0 = none */
     const char *crashdump_dir;   /* --crashdump-dir */
     unsigned crashdump_formats;  /* --crashdump-format: DUMP_RAW | DUMP_DMP bits, 0 = raw */
     /* Each dump in a directory of its own, crashdump_dir/<UTC time>-<EventUID>/

@@ -482,8 +482,8 @@ static int pg_phys(void *ctx, uint64_t va, uint64_t *pa, struct bm_err *err)
 }
 
 int win_crashinfo_collect(const struct vmi *v, const struct win_kernel *k, unsigned crash,
-                          uint64_t code, const uint64_t p[4], struct win_crashinfo *ci,
-                          struct bm_err *err)
+                          const struct vmi_regs *crash_regs, uint64_t code, const uint64_t p[4],
+                          struct win_crashinfo *ci, struct bm_err *err)
 {
     if (!k->has_profile)
         return bm_err_set(err, "no symbol profile: a Windows crash dump needs one (-r or "
@@ -497,6 +497,11 @@ int win_crashinfo_collect(const struct vmi *v, const struct win_kernel *k, unsig
         return bm_err_set(err, "vCPU %u: more than %u vCPUs", crash, WIN_CI_MAX_VCPUS);
     for (unsigned i = 0; i < nv; i++) {
         struct bm_err e = BM_ERR_INIT;
+        if (i == crash && crash_regs != NULL) {
+            vcpu[i].regs = *crash_regs;
+            vcpu[i].valid = true;
+            continue;
+        }
         vcpu[i].valid = vmi_get_regs(v, i, &vcpu[i].regs, i == crash ? err : &e) == 0;
         if (i == crash && !vcpu[i].valid)
             return -1;

@@ -107,9 +107,10 @@ void win_crashinfo_build(const struct win_mem *m, const struct win_profile *prof
 /* The same from a stopped guest: reads every vCPU's registers and walks
  * the kernel's address space from the crashing vCPU's CR3. -1 (err) only
  * when there is no profile or the crashing vCPU's registers cannot be had;
- * then nothing is known for a header. */
+ * then nothing is known for a header. `crash_regs` (may be NULL) are the
+ * crashing vCPU's registers at the trap when it has run on since. */
 int win_crashinfo_collect(const struct vmi *v, const struct win_kernel *k, unsigned crash,
-                          uint64_t code, const uint64_t p[4], struct win_crashinfo *ci,
-                          struct bm_err *err);
+                          const struct vmi_regs *crash_regs, uint64_t code, const uint64_t p[4],
+                          struct win_crashinfo *ci, struct bm_err *err);
 
 #endif

@@ -83,6 +83,7 @@ const struct profile_want_symbol profile_want_symbols[] = {
     S(KdDebuggerDataBlock), S(KdpDataBlockEncoded), S(KiWaitNever), S(KiWaitAlways),
     S(KiProcessorBlock), S(KiBugCheckData), S(MmPfnDatabase), S(PsActiveProcessHead),
     S(PsLoadedModuleList), S(PsInitialSystemProcess), S(KdVersionBlock), S(KeNumberProcessors),
+    S(KiBugCheckDriver), S(HvlLogGuestCrashInformation), S(KiDisplayBlueScreen),
 };
 const size_t profile_nwant_symbols = sizeof profile_want_symbols / sizeof profile_want_symbols[0];
 

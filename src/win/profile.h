@@ -60,6 +60,11 @@ struct win_profile {
     struct win_off PsInitialSystemProcess;
     struct win_off KdVersionBlock;
     struct win_off KeNumberProcessors;
+    /* What KeBugCheck2 stores after its rewrites (win/winbugcheck.h), and
+     * two functions it calls once they are done. */
+    struct win_off KiBugCheckDriver;
+    struct win_off HvlLogGuestCrashInformation;
+    struct win_off KiDisplayBlueScreen;
 
     /* Structure member offsets, in bytes. */
     struct win_off kpcr_self;               /* _KPCR.Self: validates GS base */

@@ -146,20 +146,20 @@ int winmod_find(const struct winmod_list *l, uint64_t va)
     return -1;
 }
 
-int winmod_name(pe_read_fn read, void *ctx, const struct winmod_entry *m,
+int winmod_ustr(pe_read_fn read, void *ctx, uint16_t len, uint64_t buf,
                 char out[WINMOD_NAME_MAX + 1], bool *truncated, struct bm_err *err)
 {
     out[0] = '\0';
     *truncated = false;
-    size_t units = m->name_len / 2;
+    size_t units = len / 2;
     if (units == 0)
-        return bm_err_set(err, "module at %#" PRIx64 " has an empty name", m->base);
+        return bm_err_set(err, "the string at %#" PRIx64 " is empty", buf);
     if (units > WINMOD_NAME_MAX) {
         units = WINMOD_NAME_MAX;
         *truncated = true;
     }
     uint16_t w[WINMOD_NAME_MAX];
-    if (read(ctx, m->name_buf, w, units * 2, err) < 0)
+    if (read(ctx, buf, w, units * 2, err) < 0)
         return -1;
     size_t n = 0;
     for (size_t i = 0; i < units; i++) {
@@ -169,7 +169,17 @@ int winmod_name(pe_read_fn read, void *ctx, const struct winmod_entry *m,
     }
     out[n] = '\0';
     if (n == 0)
-        return bm_err_set(err, "module at %#" PRIx64 " has an empty name", m->base);
+        return bm_err_set(err, "the string at %#" PRIx64 " is empty", buf);
+    return 0;
+}
+
+int winmod_name(pe_read_fn read, void *ctx, const struct winmod_entry *m,
+                char out[WINMOD_NAME_MAX + 1], bool *truncated, struct bm_err *err)
+{
+    if (winmod_ustr(read, ctx, m->name_len, m->name_buf, out, truncated, err) < 0) {
+        bm_err_prefix(err, "name of the module at %#" PRIx64, m->base);
+        return -1;
+    }
     return 0;
 }
 

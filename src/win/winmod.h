@@ -65,6 +65,11 @@ int winmod_find(const struct winmod_list *l, uint64_t va);
 int winmod_name(pe_read_fn read, void *ctx, const struct winmod_entry *m,
                 char out[WINMOD_NAME_MAX + 1], bool *truncated, struct bm_err *err);
 
+/* The same for any UNICODE_STRING's text: `len` bytes of UTF-16LE at
+ * `buf` (Length as the guest has it). */
+int winmod_ustr(pe_read_fn read, void *ctx, uint16_t len, uint64_t buf,
+                char out[WINMOD_NAME_MAX + 1], bool *truncated, struct bm_err *err);
+
 /* TimeDateStamp from the PE header at the module's DllBase (the image's
  * build identity with SizeOfImage). 0, or -1 when the headers are absent. */
 int winmod_timestamp(pe_read_fn read, void *ctx, const struct winmod_entry *m,

@@ -20,7 +20,7 @@ enum op {
     OP_PHYS1, OP_PHYS0, OP_MEM_20_4, OP_MEM_0_40, OP_MEM_F0000_900,
     OP_WRITE_500000, OP_MEM_500000, OP_BP_HW, OP_BP_HW_DEL, OP_BP_SW,
     OP_BP_SW_DEL, OP_CONT, OP_WAIT, OP_INTR, OP_STEP0, OP_POLL, OP_BP_ALL_DEL,
-    OP_REG_BAD, OP_COUNT
+    OP_REG_BAD, OP_BATCH_RUN0, OP_BATCH_ALL, OP_BATCH, OP_COUNT
 };
 
 static void check_state(struct rsp_conn *c)
@@ -88,6 +88,23 @@ static int run_op(struct rsp_conn *c, enum op op, struct bm_err *err)
         if (r == 1)
             FUZZ_CHECK(st.vcpu >= -1 && st.vcpu < RSP_MAX_VCPUS);
         return r < 0 ? -1 : 0;
+    case OP_BATCH_RUN0:
+    case OP_BATCH_ALL:
+    case OP_BATCH: {
+        /* run_to's and resume's batches: replies read without acks when
+         * the vCPUs run on. */
+        static const struct rsp_bp_op b[3] = {
+            { 0xffea5, RSP_BP_HW, false }, { 0xffeb0, RSP_BP_HW, true }, { 0xffec0, RSP_BP_HW, true },
+        };
+        size_t before = rsp_bp_count(c);
+        bool was_running = rsp_running(c);
+        r = rsp_bp_batch(c, b, 3, op == OP_BATCH_RUN0 ? 0 : op == OP_BATCH_ALL ? RSP_RESUME_ALL
+                                                      : RSP_RESUME_NONE, NULL, NULL, err);
+        FUZZ_CHECK(rsp_bp_count(c) <= before + 2);
+        if (op == OP_BATCH)
+            FUZZ_CHECK(rsp_running(c) == was_running);  /* no resume asked for */
+        return r;
+    }
     case OP_COUNT:
         break;
     }

@@ -1,6 +1,8 @@
 /* fuzz_triage.c - bsodmon's analysis (triage_analyse: the module list walk,
- * trap frame, exception and context records, process name) over fuzzed
- * guest memory, with the shared tables' offsets.
+ * trap frame, exception and context records, process name), then what
+ * KeBugCheck2 stored (winbc_read: KiBugCheckData at RVA 0x500,
+ * KiBugCheckDriver at RVA 0x540; triage_final) over fuzzed guest memory,
+ * with the shared tables' offsets.
  *
  * Input: 4 bytes hole mask (bit i: page i unreadable), 1 byte code selector
  * (entry i of the parameter table; past its end, the code is the next 4
@@ -11,6 +13,7 @@
 #include "fuzz.h"
 #include "plugins/bsodmon/bugcheck_params.h"
 #include "plugins/bsodmon/triage.h"
+#include "win/winbugcheck.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -22,6 +25,8 @@ static void profile(struct win_profile *p)
     memset(p, 0, sizeof *p);
 #define ON(f, v) do { p->f.value = (v); p->f.present = true; } while (0)
     ON(PsLoadedModuleList, 0x100);
+    ON(KiBugCheckData, 0x500);
+    ON(KiBugCheckDriver, 0x540);
     ON(kldr_links, 0);
     ON(kldr_dll_base, 0x30);
     ON(kldr_size_of_image, 0x40);
@@ -95,5 +100,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (t.has_reported && (uint32_t)code != 0x4C && (uint32_t)code != 0xA)
         FUZZ_CHECK(t.reported == (uint32_t)code);
+
+    /* What the kernel stored: at most four more reads, a bounded name. */
+    uint64_t before = mem.reads;
+    struct winbc_final f;
+    struct bm_err e = BM_ERR_INIT;
+    int rc = winbc_read(fuzz_mem_read, &mem, &prof, BASE, &f, &e);
+    FUZZ_CHECK(mem.reads - before <= 4);
+    FUZZ_CHECK(rc == 0 || e.set);
+    if (rc < 0)
+        return 0;
+    FUZZ_CHECK(!(f.has_driver && (f.driver_failed || f.driver_truncated)));
+    FUZZ_CHECK(!f.driver_truncated || f.driver_failed);
+    if (f.has_driver) {
+        size_t n = strnlen(f.driver, sizeof f.driver);
+        FUZZ_CHECK(n > 0 && n <= WINMOD_NAME_MAX);
+        for (size_t i = 0; i < n; i++)
+            FUZZ_CHECK(f.driver[i] >= 0x20 && f.driver[i] < 0x7f);
+    }
+    FUZZ_CHECK(strnlen(f.driver_error, sizeof f.driver_error) < sizeof f.driver_error);
+    triage_final(&in, &f, &t);
+    if ((uint32_t)f.data[0] != 0)
+        FUZZ_CHECK(t.has_reported && t.reported == (uint32_t)f.data[0] && t.reported_stored);
+    FUZZ_CHECK(t.has_driver == f.has_driver);
+    if (t.has_bucket) {
+        size_t n = strnlen(t.bucket, sizeof t.bucket);
+        FUZZ_CHECK(n > 2 && n < sizeof t.bucket && memcmp(t.bucket, "0x", 2) == 0);
+    }
     return 0;
 }

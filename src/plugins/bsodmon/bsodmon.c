@@ -22,10 +22,26 @@
 #include "plugins/bsodmon/triage.h"
 #include "win/wincore.h"
 
+/* What the event reads from guest memory besides the registers: the
+ * crashing process and the analysis. Runs while the crashing vCPU goes on
+ * to where the kernel stores the final code (vmi_run_to), or at once. */
+struct reads {
+    struct plugin_host *host;
+    const struct vmi_regs *r;
+    struct win_current cur;
+    bool analyse;
+    struct triage_input in;
+    struct triage t;
+    long analysis_us;
+    bool done;
+};
+
 struct bsodmon {
     uint64_t trap_va;
     bool armed;
     struct winmod_list modules;     /* the analysis' scratch, kept off the stack */
+    char mod[WINMOD_NAME_MAX + 24];  /* FaultingModule's text */
+    struct reads x;                 /* one event's reads (large: the triage) */
 };
 
 /* The analysis' fields, after DRAKVUF's six, each only when known
@@ -39,6 +55,13 @@ static size_t analysis_fields(const struct triage *t, char *mod, size_t modlen,
         f[n++] = output_hex("ReportedBugCheckCode", t->reported);
         f[n++] = output_str("ReportedBugCheckName", rn, strlen(rn));
     }
+    static const char *const rp[4] = { "ReportedBugCheckParameter1", "ReportedBugCheckParameter2",
+                                       "ReportedBugCheckParameter3", "ReportedBugCheckParameter4" };
+    if (t->has_reported_params)
+        for (int i = 0; i < 4; i++)
+            f[n++] = output_hex(rp[i], t->reported_params[i]);
+    if (t->has_driver)
+        f[n++] = output_str("FailingDriver", t->driver, strlen(t->driver));
     if (t->has_subcode) {
         f[n++] = output_hex("BugCheckSubcode", t->subcode);
         if (t->subcode_name != NULL)
@@ -65,11 +88,47 @@ static size_t analysis_fields(const struct triage *t, char *mod, size_t modlen,
     return n;
 }
 
-#define ANALYSIS_FIELDS_MAX 13
+#define ANALYSIS_FIELDS_MAX 18
 
 static void warn(const char *what, const struct bm_err *e)
 {
     bm_log("%s: %s", what, bm_err_msg(e));
+}
+
+static void do_reads(void *ctx)
+{
+    struct reads *x = ctx;
+    struct bm_err e = BM_ERR_INIT;
+    x->done = true;
+    if (win_current(x->host->vmi, x->r, x->host->kernel, &x->cur, &e) < 0) {
+        warn("reading the crashing process", &e);
+        bm_err_clear(&e);
+    }
+    if (!x->analyse)
+        return;
+    struct timespec t0, t1;
+    x->in.modules->n = 0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    triage_analyse(&x->in, &x->t);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    x->analysis_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
+}
+
+/* Where KeBugCheck2 has stored the final code: functions it calls once the
+ * rewrites are done (../shared/notes/bugcheck-parameters.md 2.3: the
+ * Hyper-V crash report, Windows 8 on; the blue screen itself, every
+ * release), whichever the profile has; both when it has both, the first
+ * reached wins. None without a profile. */
+static size_t follow_points(const struct win_kernel *k, uint64_t out[2])
+{
+    size_t n = 0;
+    if (!k->has_profile || !k->prof.KiBugCheckData.present)
+        return 0;
+    if (k->prof.HvlLogGuestCrashInformation.present)
+        out[n++] = k->base + k->prof.HvlLogGuestCrashInformation.value;
+    if (k->prof.KiDisplayBlueScreen.present)
+        out[n++] = k->base + k->prof.KiDisplayBlueScreen.value;
+    return n;
 }
 
 static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
@@ -86,16 +145,11 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         return PLUGIN_RESUME;
     }
     struct crash c = { .code = r.rcx, .p = { r.rdx, r.r8, r.r9, 0 }, .vcpu = vcpu,
-                       .cr3 = r.cr3, .rsp = r.rsp, .time = now };
+                       .cr3 = r.cr3, .rsp = r.rsp, .time = now, .regs = &r };
     struct paging pg;
     bool have_pg = vmi_paging(host->vmi, &r, r.cr3, &pg, &e) == 0;
     if (!have_pg || paging_read_virt(&pg, r.rsp + 0x28, &c.p[3], 8, &e) < 0) {
         warn("reading BugCheckParameter4 at [RSP+0x28] (reported as 0)", &e);
-        bm_err_clear(&e);
-    }
-    struct win_current cur;
-    if (win_current(host->vmi, &r, host->kernel, &cur, &e) < 0) {
-        warn("reading the crashing process", &e);
         bm_err_clear(&e);
     }
     const char *name = bugcheck_name(c.code);
@@ -111,26 +165,70 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
     /* The analysis: bounded reads through the trapping vCPU's page tables
      * (the kernel half is the same in every address space). Anything it
      * cannot read is left out of the event, which is never held back. */
-    struct triage t;
-    char mod[WINMOD_NAME_MAX + 24];
-    long analysis_us = -1;
-    if (!host->opts->bsodmon_no_analysis) {
-        struct triage_input in = {
-            .code = c.code, .p = { c.p[0], c.p[1], c.p[2], c.p[3] },
-            .prof = host->kernel->has_profile ? &host->kernel->prof : NULL,
-            .kernel_base = host->kernel->base, .read = paging_read_virt_cb, .ctx = &pg,
-            .modules = &b->modules,
-        };
-        if (!have_pg)
-            in.prof = NULL;     /* no page walker: the parameters alone */
+    struct reads *xp = &b->x;   /* per VM: the host mode runs one handler per domain */
+    memset(xp, 0, sizeof *xp);
+    xp->host = host;
+    xp->r = &r;
+    xp->analyse = !host->opts->bsodmon_no_analysis;
+    xp->analysis_us = -1;
+    xp->in = (struct triage_input){
+        .code = c.code, .p = { c.p[0], c.p[1], c.p[2], c.p[3] },
+        .prof = host->kernel->has_profile && have_pg ? &host->kernel->prof : NULL,
+        .kernel_base = host->kernel->base, .read = paging_read_virt_cb, .ctx = &pg,
+        .modules = &b->modules,
+    };
+    /* The code Windows stores: the crashing vCPU runs on alone to a point
+     * past the rewrites, for at most --bsodmon-follow-ms, while the reads
+     * above are made. Hardware breakpoints only; none is left behind. */
+    uint64_t points[2], hit = 0;
+    size_t npoints = xp->analyse && have_pg && host->opts->bsodmon_follow_ms > 0
+                     ? follow_points(host->kernel, points) : 0;
+    int followed = -1;          /* -1 not tried, 0 not reached, 1 reached */
+    long follow_us = -1;
+    struct winbc_final fin;
+    bool have_fin = false;
+    char follow_err[200] = "";
+    if (npoints > 0) {
         struct timespec t0, t1;
-        b->modules.n = 0;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        triage_analyse(&in, &t);
+        followed = vmi_run_to(host->vmi, vcpu, points, npoints, host->opts->bsodmon_follow_ms,
+                              do_reads, xp, &hit, &e);
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        analysis_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
-        nfields += analysis_fields(&t, mod, sizeof mod, fields + nfields);
+        follow_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
+        if (followed <= 0 && e.set) {
+            snprintf(follow_err, sizeof follow_err, "%s", bm_err_msg(&e));
+            bm_err_clear(&e);
+        }
+        if (!xp->done)
+            do_reads(xp);       /* it failed before the reads ran */
+        if (followed == 1) {
+            /* A fresh walker: the guest ran since the last one was built. */
+            struct paging pg2;
+            if (vmi_paging(host->vmi, &r, r.cr3, &pg2, &e) == 0 &&
+                winbc_read(paging_read_virt_cb, &pg2, &host->kernel->prof, host->kernel->base,
+                           &fin, &e) == 0) {
+                have_fin = true;
+                triage_final(&xp->in, &fin, &xp->t);
+            } else {
+                snprintf(follow_err, sizeof follow_err, "%s", bm_err_msg(&e));
+                bm_err_clear(&e);
+            }
+        }
+    } else {
+        do_reads(xp);
     }
+    if (xp->analyse)
+        nfields += analysis_fields(&xp->t, b->mod, sizeof b->mod, fields + nfields);
+    if (have_fin && (uint32_t)fin.data[0] != 0) {
+        /* The crash dump is taken here, where Windows' own writer would be:
+         * its header carries what the kernel stored. */
+        c.has_final = true;
+        c.final_code = (uint32_t)fin.data[0];
+        memcpy(c.final_p, fin.data + 1, sizeof c.final_p);
+    }
+    struct win_current cur = xp->cur;
+    struct triage t = xp->t;
+    long analysis_us = xp->analysis_us;
     struct output_event oe = {
         .plugin = "bsodmon", .timestamp = now,
         .has_pid = cur.has_pid, .pid = cur.pid,
@@ -152,6 +250,19 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         return PLUGIN_EXIT;
     }
     /* Diagnostics only after the event is out. */
+    if (followed >= 0 && host->opts->verbose) {
+        const struct win_kernel *k = host->kernel;
+        bool hvl = k->prof.HvlLogGuestCrashInformation.present &&
+                   hit == k->base + k->prof.HvlLogGuestCrashInformation.value;
+        bm_log("follow: %s in %ld us%s%s", followed == 1 ? "reached" : "not reached", follow_us,
+               followed != 1 ? "" : hit == 0 ? " (HvlLogGuestCrashInformation or KiDisplayBlueScreen)"
+               : hvl ? " (HvlLogGuestCrashInformation)" : " (KiDisplayBlueScreen)",
+               t.reported_stored ? "; the reported code is the one KiBugCheckData holds"
+                                 : "; the reported code comes from the entry state");
+    }
+    if (follow_err[0] != '\0')
+        bm_log("follow: %s%s", follow_err, t.reported_stored ? ""
+               : " (the entry state's rules decide the reported code)");
     if (analysis_us >= 0 && host->opts->verbose) {
         bm_log("analysis took %ld us (%zu modules walked)", analysis_us, b->modules.n);
         if (t.failed_reads > 0)

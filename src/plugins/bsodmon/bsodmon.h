@@ -7,6 +7,16 @@
 
 #define BSODMON_EXIT_KERNEL_PANIC 10
 
+/* How long a bug check is followed past KeBugCheck2's entry, at most, for
+ * the code Windows stores (--bsodmon-follow-ms). On the synthetic guest
+ * under TCG the kernel gets there in well under 0.1 ms of wall time; a real
+ * kernel runs a few thousand instructions to get there (the rewrites look
+ * up one or two loaded modules). 5 ms leaves room for a loaded host and
+ * keeps the event within a few ms of the bug check when it never gets
+ * there. */
+#define BSODMON_FOLLOW_MS 5
+#define BSODMON_FOLLOW_MS_MAX 1000
+
 extern const struct plugin_ops bsodmon_plugin;
 
 /* A bug check that another source reported while no trap saw it (QEMU's

@@ -83,7 +83,9 @@ static void dmp_facts(struct plugin_host *host, const struct crash *c, struct wi
 {
     struct bm_err e = BM_ERR_INIT;
     memset(d, 0, sizeof *d);
-    if (win_crashinfo_collect(host->vmi, host->kernel, c->vcpu, c->code, c->p, ci, &e) < 0) {
+    uint64_t code = c->has_final ? c->final_code : c->code;
+    const uint64_t *p = c->has_final ? c->final_p : c->p;
+    if (win_crashinfo_collect(host->vmi, host->kernel, c->vcpu, c->regs, code, p, ci, &e) < 0) {
         memset(ci, 0, sizeof *ci);
         ci->dtb = c->cr3 & 0x000ffffffffff000ull;
         ci->nprocs = vmi_vcpu_count(host->vmi);
@@ -99,8 +101,8 @@ static void dmp_facts(struct plugin_host *host, const struct crash *c, struct wi
     d->ps_active_process_head = ci->ps_active_process_head;
     d->machine_image_type = 0x8664; /* IMAGE_FILE_MACHINE_AMD64 */
     d->number_processors = ci->nprocs;
-    d->bugcheck_code = (uint32_t)c->code;
-    memcpy(d->bugcheck_param, c->p, sizeof d->bugcheck_param);
+    d->bugcheck_code = (uint32_t)code;
+    memcpy(d->bugcheck_param, p, sizeof d->bugcheck_param);
     d->kd_debugger_data_block = ci->kdbg;
     _Static_assert(sizeof d->context == sizeof ci->context, "CONTEXT sizes");
     memcpy(d->context, ci->context, sizeof d->context);
@@ -111,8 +113,14 @@ static void dmp_facts(struct plugin_host *host, const struct crash *c, struct wi
     d->system_uptime = ci->interrupt_time;
     d->product_type = ci->product_type;
     d->suite_mask = ci->suite_mask;
-    snprintf(d->comment, sizeof d->comment, "bsodmon: bug check %#llx caught at KeBugCheck2 "
-             "entry on vCPU %u, dumped from the hypervisor", (unsigned long long)c->code, c->vcpu);
+    if (c->has_final)
+        snprintf(d->comment, sizeof d->comment, "bsodmon: bug check %#llx caught at KeBugCheck2 "
+                 "entry on vCPU %u, %#llx as the kernel stored it, dumped from the hypervisor",
+                 (unsigned long long)c->code, c->vcpu, (unsigned long long)code);
+    else
+        snprintf(d->comment, sizeof d->comment, "bsodmon: bug check %#llx caught at KeBugCheck2 "
+                 "entry on vCPU %u, dumped from the hypervisor", (unsigned long long)c->code,
+                 c->vcpu);
     for (size_t i = 0; i < ci->npatches; i++)
         patches[i] = (struct dump_patch){ ci->patch[i].pa, ci->patch[i].len,
                                           ci->bytes + ci->patch[i].at };

@@ -13,7 +13,13 @@
 /* What was caught, for the metadata file. */
 struct crash {
     const char *dir;            /* where to write; NULL: --crashdump-dir */
-    uint64_t code, p[4];
+    uint64_t code, p[4];            /* at KeBugCheck2's entry (the event's) */
+    /* What KiBugCheckData held when the bug check was followed to where
+     * Windows stores it (the dump is then taken there): the .dmp header
+     * and its KiBugCheckData carry it. */
+    bool has_final;
+    uint64_t final_code, final_p[4];
+    const struct vmi_regs *regs;    /* the crashing vCPU's at the entry; NULL: read them */
     unsigned vcpu;
     uint64_t cr3, rsp;
     struct timeval time;

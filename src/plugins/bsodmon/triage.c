@@ -65,6 +65,7 @@ static void reported(const struct triage_input *in, const struct bcp_code *c,
 
 static void bucket(const struct triage_input *in, const struct bcp_code *c, struct triage *t)
 {
+    t->has_bucket = false;
     if (!t->has_reported)
         return;
     char sub[24] = "";
@@ -210,4 +211,29 @@ void triage_analyse(const struct triage_input *in, struct triage *t)
 
     reported(in, c, in->modules, mods_ok, ip_mod, t);
     bucket(in, c, t);
+}
+
+void triage_final(const struct triage_input *in, const struct winbc_final *f, struct triage *t)
+{
+    if (f->driver_failed) {
+        struct bm_err e = BM_ERR_INIT;
+        bm_err_set(&e, "%s", f->driver_error);
+        failed(t, "the driver KeBugCheck2 names", &e);
+    }
+    if (f->has_driver) {
+        t->has_driver = true;
+        memcpy(t->driver, f->driver, sizeof t->driver);
+    }
+    if ((uint32_t)f->data[0] == 0)
+        return;
+    t->has_reported = true;
+    t->reported = (uint32_t)f->data[0];
+    t->reported_stored = true;
+    t->has_reported_params = false;
+    for (int i = 0; i < 4; i++) {
+        t->reported_params[i] = f->data[i + 1];
+        if (f->data[i + 1] != in->p[i])
+            t->has_reported_params = true;
+    }
+    bucket(in, bcp_find(in->code), t);
 }

@@ -22,8 +22,12 @@
  *            session state not read here);
  *   every other code of the parameter table -> itself (the note lists no
  *   rewrite for it).
- * It is not read from KiBugCheckData: at KeBugCheck2's entry that still
- * holds zeros or an earlier crash.
+ * Those rules are the fallback. When bsodmon could follow the bug check to
+ * where the kernel has stored its final data (bsodmon.c, vmi_run_to),
+ * triage_final replaces them with what KiBugCheckData holds then, with
+ * the final parameters where they differ from the entry's and the driver
+ * KiBugCheckDriver names. At KeBugCheck2's entry KiBugCheckData still
+ * holds zeros or an earlier crash, so it is never read there.
  */
 #ifndef BM_PLUGINS_BSODMON_TRIAGE_H
 #define BM_PLUGINS_BSODMON_TRIAGE_H
@@ -34,6 +38,7 @@
 
 #include "win/pe.h"
 #include "win/profile.h"
+#include "win/winbugcheck.h"
 #include "win/winmod.h"
 
 #define TRIAGE_BUCKET_MAX 128
@@ -51,6 +56,11 @@ struct triage_input {
 struct triage {
     bool has_reported;
     uint32_t reported;
+    bool reported_stored;           /* from KiBugCheckData, not the entry rules */
+    bool has_reported_params;       /* the stored P1..P4, when they differ */
+    uint64_t reported_params[4];
+    bool has_driver;                /* KiBugCheckDriver's name */
+    char driver[WINMOD_NAME_MAX + 1];
     bool has_subcode;
     uint64_t subcode;
     const char *subcode_name;       /* NULL: undocumented value */
@@ -78,5 +88,12 @@ struct triage {
 /* Never fails: what cannot be decoded is absent. Bounded: one module-list
  * walk (WINMOD_MAX entries) and a handful of record reads. */
 void triage_analyse(const struct triage_input *in, struct triage *out);
+
+/* What KeBugCheck2 stored (read once it had stored it) over the entry
+ * rules: the reported code is KiBugCheckData[0]'s low 32 bits (a 0 there
+ * means nothing was stored: the entry rules stay), the parameters when any
+ * differs from the entry's, the driver when named; the bucket is made
+ * again with the stored code. */
+void triage_final(const struct triage_input *in, const struct winbc_final *f, struct triage *t);
 
 #endif

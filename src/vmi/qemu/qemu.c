@@ -76,6 +76,13 @@ struct qemu_be {
     struct rsp_regs regs;
     uint64_t bps[MAX_BPS];
     size_t nbps;
+    /* run_to: the breakpoint lifted so the vCPU could run on (still ours,
+     * in bps, not in QEMU), and the temporary hardware breakpoints still
+     * in QEMU; both are put right by the next resume. */
+    bool has_lifted;
+    uint64_t lifted;
+    uint64_t follow[VMI_RUN_TO_MAX];
+    size_t nfollow;
     bool detached;
 };
 
@@ -198,6 +205,9 @@ static int be_bp_insert(void *be, uint64_t va, struct bm_err *err)
         return -1;
     if (q->nbps == MAX_BPS)
         return bm_err_set(err, "too many breakpoints (at most %d)", MAX_BPS);
+    for (size_t i = 0; i < q->nbps; i++)
+        if (q->bps[i] == va)
+            return 0;
     if (rsp_bp_insert(q->rsp, va, bp_kind(q), err) < 0) {
         bm_err_prefix(err, "%s breakpoint at %#" PRIx64, q->sw_bp ? "software" : "hardware", va);
         return -1;
@@ -214,6 +224,10 @@ static int be_bp_remove(void *be, uint64_t va, struct bm_err *err)
     for (size_t i = 0; i < q->nbps; i++)
         if (q->bps[i] == va) {
             q->bps[i] = q->bps[--q->nbps];
+            if (q->has_lifted && q->lifted == va) {
+                q->has_lifted = false;      /* not in QEMU any more */
+                return 0;
+            }
             return rsp_bp_remove(q->rsp, va, bp_kind(q), err);
         }
     return 0;
@@ -271,6 +285,27 @@ static int be_resume(void *be, struct bm_err *err)
     if (q->running || q->outside)
         return 0;
     q->regs_vcpu = -1;
+    if (q->nfollow > 0 || q->has_lifted) {
+        /* After run_to: its breakpoints out and ours back, then every
+         * vCPU continues; one write. */
+        struct rsp_bp_op ops[RSP_BATCH_MAX];
+        size_t k = 0;
+        for (size_t i = 0; i < q->nfollow; i++)
+            ops[k++] = (struct rsp_bp_op){ q->follow[i], RSP_BP_HW, false };
+        if (q->has_lifted)
+            ops[k++] = (struct rsp_bp_op){ q->lifted, bp_kind(q), true };
+        q->nfollow = 0;
+        q->has_lifted = false;
+        bool step = q->stop_vcpu >= 0;
+        int rc = rsp_bp_batch(q->rsp, ops, k, step ? RSP_RESUME_NONE : RSP_RESUME_ALL, NULL,
+                              NULL, err);
+        if (rc < 0 || !step) {
+            q->running = rsp_running(q->rsp);
+            if (rc < 0)
+                bm_err_prefix(err, "putting the breakpoints back after following the guest");
+            return rc;
+        }
+    }
     if (q->stop_vcpu >= 0) {
         if (rsp_bp_remove(q->rsp, q->stop_addr, bp_kind(q), err) < 0 ||
             step_over(q, err) < 0 ||
@@ -283,6 +318,121 @@ static int be_resume(void *be, struct bm_err *err)
     if (rsp_continue(q->rsp, err) < 0)
         return -1;
     q->running = true;
+    return 0;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* vmi_run_to. The vCPU sits on our breakpoint (stop_addr): that one is
+ * lifted (a step over it would cost a start and stop of the VM), the
+ * temporary ones are inserted and the vCPU alone continues, all in one
+ * write. The other vCPUs stay stopped, so none of them can reach a
+ * breakpoint meanwhile; the lifted one is back before they run. */
+static int be_run_to(void *be, unsigned vcpu, const uint64_t *addrs, size_t n, int timeout_ms,
+                     void (*work)(void *), void *ctx, uint64_t *hit, struct bm_err *err)
+{
+    struct qemu_be *q = be;
+    if (need_stopped(q, err) < 0)
+        return -1;
+    if (q->outside)
+        return bm_err_set(err, "the VM was paused from outside: it is not ours to run");
+    if (q->stop_vcpu < 0 || (unsigned)q->stop_vcpu != vcpu || q->nfollow > 0 || q->has_lifted)
+        return bm_err_set(err, "vCPU %u is not stopped on a breakpoint of ours", vcpu);
+    struct rsp_bp_op ops[RSP_BATCH_MAX];
+    size_t k = 0;
+    ops[k++] = (struct rsp_bp_op){ q->stop_addr, bp_kind(q), false };
+    uint64_t want[VMI_RUN_TO_MAX];
+    size_t nw = 0;
+    for (size_t i = 0; i < n && i < VMI_RUN_TO_MAX; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < q->nbps; j++)
+            dup = dup || q->bps[j] == addrs[i];
+        for (size_t j = 0; j < nw; j++)
+            dup = dup || want[j] == addrs[i];
+        if (!dup) {
+            want[nw++] = addrs[i];
+            ops[k++] = (struct rsp_bp_op){ addrs[i], RSP_BP_HW, true };
+        }
+    }
+    if (nw == 0)
+        return bm_err_set(err, "run_to: every address is one of our own breakpoints");
+    bool early = q->ram.path == VMI_MEM_STUB;   /* stub reads need the guest stopped */
+    if (early && work != NULL)
+        work(ctx);
+    int64_t deadline = now_us() + (int64_t)timeout_ms * 1000;
+    q->regs_vcpu = -1;
+    struct bm_err be_err = BM_ERR_INIT;
+    /* The work runs while the stub answers and the vCPU runs. */
+    int rc = rsp_bp_batch(q->rsp, ops, k, (int)vcpu, early ? NULL : work, ctx, &be_err);
+    q->has_lifted = !rsp_bp_has(q->rsp, q->stop_addr, bp_kind(q));
+    q->lifted = q->stop_addr;
+    q->nfollow = 0;
+    for (size_t i = 0; i < nw; i++)
+        if (rsp_bp_has(q->rsp, want[i], RSP_BP_HW))
+            q->follow[q->nfollow++] = want[i];
+    q->stop_vcpu = -1;
+    q->running = rsp_running(q->rsp);
+    if (!q->running) {
+        bm_err_set(err, "%s", bm_err_msg(&be_err));
+        return -1;
+    }
+    struct rsp_stop st;
+    int64_t left = deadline - now_us();
+    int r = rsp_wait_stop(q->rsp, &st, left <= 0 ? 0 : (int)((left + 999) / 1000), err);
+    if (r == 0) {
+        /* Not there within the bound: stop it where it is. Exactly one
+         * stop reply comes, the interrupt's or a hit that crossed it. */
+        if (rsp_interrupt(q->rsp, err) < 0)
+            return -1;
+        r = rsp_wait_stop(q->rsp, &st, STUB_TIMEOUT_MS, err);
+        if (r == 0)
+            bm_err_set(err, "the guest did not stop within %d ms", STUB_TIMEOUT_MS);
+    }
+    if (r <= 0)
+        return -1;
+    q->running = false;
+    if (st.kind != RSP_STOP_SIGNAL) {
+        q->detached = true;
+        return bm_err_set(err, "the VM went away while it was followed");
+    }
+    if (rc < 0) {
+        bm_err_set(err, "%s", bm_err_msg(&be_err));
+        return -1;
+    }
+    /* A trap on that vCPU while only it ran and, of our breakpoints, only
+     * the temporary ones were in: it is at one of them (which one is not
+     * worth a round trip before the event; *hit is then 0). */
+    bool others = false;
+    for (size_t i = 0; i < q->nbps; i++)
+        others = others || q->bps[i] != q->lifted || !q->has_lifted;
+    if (st.vcpu == (int)vcpu && st.code == RSP_SIGTRAP && !others && q->nfollow > 0) {
+        *hit = q->nfollow == 1 ? q->follow[0] : 0;
+        return 1;
+    }
+    uint64_t rip;
+    if (st.vcpu != (int)vcpu) {
+        bm_err_set(err, "vCPU %d stopped (signal %d), not vCPU %u", st.vcpu, st.code, vcpu);
+        return 0;
+    }
+    if (rsp_read_reg(q->rsp, (int)vcpu, RSP_REG_RIP, &rip, err) < 0)
+        return -1;
+    for (size_t i = 0; i < q->nbps; i++)
+        if (q->bps[i] == rip && rip != q->lifted) {
+            q->stop_vcpu = (int)vcpu;   /* on another breakpoint of ours: step over it */
+            q->stop_addr = rip;
+        }
+    for (size_t i = 0; i < q->nfollow; i++)
+        if (q->follow[i] == rip) {
+            *hit = rip;
+            return 1;
+        }
+    bm_err_set(err, "vCPU %u stopped at %#" PRIx64 " (signal %d), before it got there", vcpu, rip,
+               st.code);
     return 0;
 }
 
@@ -403,6 +553,8 @@ static int be_detach(void *be, bool leave_paused, struct bm_err *err)
     rsp_close(q->rsp);
     q->rsp = NULL;
     q->nbps = 0;
+    q->nfollow = 0;
+    q->has_lifted = false;
     q->detached = true;
     chan_release(q);
     /* The stub failing may be QEMU dying (killed at the trap or during the
@@ -467,6 +619,7 @@ static const struct vmi_ops qemu_ops = {
     .bp_remove = be_bp_remove,
     .pause = be_pause,
     .resume = be_resume,
+    .run_to = be_run_to,
     .event_fd = be_event_fd,
     .poll_event = be_poll_event,
     .detach = be_detach,

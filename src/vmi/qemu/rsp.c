@@ -509,6 +509,14 @@ static struct rsp_bp *bp_find(struct rsp_conn *c, uint64_t addr,
     return NULL;
 }
 
+bool rsp_bp_has(const struct rsp_conn *c, uint64_t addr, enum rsp_bp_kind kind)
+{
+    for (size_t i = 0; i < c->nbps; i++)
+        if (c->bps[i].addr == addr && c->bps[i].kind == kind)
+            return true;
+    return false;
+}
+
 static const char *bp_name(enum rsp_bp_kind kind)
 {
     return kind == RSP_BP_HW ? "hardware" : "software";
@@ -561,6 +569,87 @@ int rsp_bp_remove_all(struct rsp_conn *c, struct bm_err *err)
         if (rsp_bp_remove(c, bp.addr, bp.kind, err) < 0)
             rc = -1;
     }
+    return rc;
+}
+
+int rsp_bp_batch(struct rsp_conn *c, const struct rsp_bp_op *ops, size_t n,
+                 int resume_vcpu, void (*between)(void *ctx), void *ctx, struct bm_err *err)
+{
+    if (usable(c, true, err) < 0)
+        return -1;
+    if (!c->handshaken)
+        return bm_err_set(err, "GDB stub handshake not done");
+    if (n > RSP_BATCH_MAX)
+        return bm_err_set(err, "internal error: %zu breakpoint changes in one batch", n);
+    if (resume_vcpu >= 0 && (check_vcpu(c, resume_vcpu, err) < 0 ||
+                             (!c->vcont_c && bm_err_set(err, "this GDB stub cannot continue one "
+                                                        "vCPU (vCont;c)") < 0)))
+        return -1;
+    size_t adds = 0;
+    for (size_t i = 0; i < n; i++)
+        adds += ops[i].insert && bp_find(c, ops[i].addr, ops[i].kind) == NULL;
+    if (c->nbps + adds > RSP_MAX_BREAKPOINTS)
+        return bm_err_set(err, "too many breakpoints (max %d)", RSP_MAX_BREAKPOINTS);
+    char pkt[RSP_BATCH_MAX + 1][48];
+    const char *p[RSP_BATCH_MAX + 1];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(pkt[i], sizeof pkt[i], "%c%d,%" PRIx64 ",1", ops[i].insert ? 'Z' : 'z',
+                 (int)ops[i].kind, ops[i].addr);
+        p[i] = pkt[i];
+    }
+    size_t np = n;
+    if (resume_vcpu >= 0) {
+        char t[32];
+        tid_str(c, resume_vcpu + 1, t, sizeof t);
+        snprintf(pkt[np], sizeof pkt[np], "vCont;c:%s", t);
+        p[np] = pkt[np];
+        np++;
+    } else if (resume_vcpu == RSP_RESUME_ALL) {
+        p[np++] = c->vcont_c ? "vCont;c" : "c";
+    }
+    if (rsp_wire_send_many(&c->w, p, np, c->timeout_ms, err) < 0)
+        return -1;
+    if (np > n) {
+        c->running = true;
+        c->g_tid = 0;
+    }
+    if (between != NULL)
+        between(ctx);
+    /* Once the vCPUs run, any byte that reaches QEMU stops them (measured:
+     * the acks of these replies, sent after the vCont;c, came back as a
+     * T02 at once). QEMU's system-mode stub sends each reply once and
+     * never waits for its ack, so with a resume none is sent. */
+    bool ack = c->w.ack_mode;
+    if (np > n)
+        c->w.ack_mode = false;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        int r = rsp_wire_recv(&c->w, c->timeout_ms, err);
+        if (r <= 0) {
+            c->w.broken = true;
+            rc = r < 0 ? -1 : bm_err_set(err, "no reply from the GDB stub to '%s' within "
+                                         "%d ms", p[i], c->timeout_ms);
+            break;
+        }
+        struct rsp_bp *bp = bp_find(c, ops[i].addr, ops[i].kind);
+        if (!reply_is(c, "OK")) {
+            /* A removal is forgotten either way (as rsp_bp_remove). */
+            if (!ops[i].insert && bp != NULL)
+                *bp = c->bps[--c->nbps];
+            if (rc == 0 && !c->w.broken) {
+                char what[80];
+                snprintf(what, sizeof what, "%s the %s breakpoint at 0x%" PRIx64,
+                         ops[i].insert ? "inserting" : "removing", bp_name(ops[i].kind),
+                         ops[i].addr);
+                rc = reply_error(c, what, err);
+            }
+        } else if (ops[i].insert && bp == NULL) {
+            c->bps[c->nbps++] = (struct rsp_bp){ ops[i].addr, ops[i].kind };
+        } else if (!ops[i].insert && bp != NULL) {
+            *bp = c->bps[--c->nbps];
+        }
+    }
+    c->w.ack_mode = ack;
     return rc;
 }
 

@@ -132,6 +132,30 @@ int rsp_bp_remove(struct rsp_conn *c, uint64_t addr, enum rsp_bp_kind kind,
 /* Tries every remembered breakpoint; forgets them all; first error wins. */
 int rsp_bp_remove_all(struct rsp_conn *c, struct bm_err *err);
 size_t rsp_bp_count(const struct rsp_conn *c);
+/* Whether a breakpoint is inserted (as far as the stub answered). */
+bool rsp_bp_has(const struct rsp_conn *c, uint64_t addr, enum rsp_bp_kind kind);
+
+/* One breakpoint change of rsp_bp_batch. */
+struct rsp_bp_op {
+    uint64_t addr;
+    enum rsp_bp_kind kind;
+    bool insert;           /* Z (insert) or z (remove) */
+};
+
+/* Several breakpoint changes in one write (the stub answers them in
+ * order; one round trip instead of n), then, with resume_vcpu >= 0, that
+ * vCPU alone continues (vCont;c:TID: the others stay stopped) or, with
+ * RSP_RESUME_ALL, every vCPU. The replies are read before returning. The
+ * bookkeeping of rsp_bp_count follows what the stub answered; the first
+ * refusal is the error. When a resume was asked for, the vCPUs run on
+ * return even if a change was refused (rsp_running says so). `between`
+ * (may be NULL) runs once the packets are sent, before the replies are
+ * read: work that overlaps the stub's. */
+#define RSP_RESUME_NONE (-1)
+#define RSP_RESUME_ALL (-2)
+#define RSP_BATCH_MAX 8
+int rsp_bp_batch(struct rsp_conn *c, const struct rsp_bp_op *ops, size_t n,
+                 int resume_vcpu, void (*between)(void *ctx), void *ctx, struct bm_err *err);
 
 /* Resume all vCPUs. Returns once the stub acked; then poll rsp_fd() and
  * call rsp_poll_stop(), or block in rsp_wait_stop(). */

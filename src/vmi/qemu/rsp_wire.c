@@ -235,31 +235,56 @@ static bool is_stop_reply(const char *p, size_t len)
     return len > 0 && (p[0] == 'T' || p[0] == 'S');
 }
 
+/* Frame one packet into w->tx at *n; -1 when it does not fit. */
+static int frame(struct rsp_wire *w, const char *payload, size_t len, size_t *n,
+                 struct bm_err *err)
+{
+    if (len > RSP_WIRE_MAX || 2 * len + 4 > sizeof w->tx - *n)
+        return bm_err_set(err, "packet of %zu bytes is too large", len);
+    static const char hex[] = "0123456789abcdef";
+    uint8_t sum = 0;
+    size_t k = *n;
+    w->tx[k++] = '$';
+    for (size_t i = 0; i < len; i++) {
+        char c = payload[i];
+        if (c == '$' || c == '#' || c == '}' || c == '*') {
+            w->tx[k++] = '}';
+            sum += '}';
+            c ^= 0x20;
+        }
+        w->tx[k++] = c;
+        sum += (uint8_t)c;
+    }
+    w->tx[k++] = '#';
+    w->tx[k++] = hex[sum >> 4];
+    w->tx[k++] = hex[sum & 15];
+    *n = k;
+    return 0;
+}
+
+int rsp_wire_send_many(struct rsp_wire *w, const char *const *payloads, size_t n,
+                       int timeout_ms, struct bm_err *err)
+{
+    if (w->broken)
+        return bm_err_set(err, "GDB stub connection is unusable after an "
+                          "earlier error; reconnect");
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        if (frame(w, payloads[i], strlen(payloads[i]), &len, err) < 0)
+            return -1;
+    w->tx_len = 0;      /* nothing to retransmit */
+    return write_all(w, w->tx, len, bm_now_ms() + timeout_ms, err);
+}
+
 int rsp_wire_send(struct rsp_wire *w, const char *payload, size_t len,
                   int timeout_ms, struct bm_err *err)
 {
     if (w->broken)
         return bm_err_set(err, "GDB stub connection is unusable after an "
                           "earlier error; reconnect");
-    if (len > RSP_WIRE_MAX)
-        return bm_err_set(err, "packet of %zu bytes is too large", len);
-    static const char hex[] = "0123456789abcdef";
-    uint8_t sum = 0;
     size_t n = 0;
-    w->tx[n++] = '$';
-    for (size_t i = 0; i < len; i++) {
-        char c = payload[i];
-        if (c == '$' || c == '#' || c == '}' || c == '*') {
-            w->tx[n++] = '}';
-            sum += '}';
-            c ^= 0x20;
-        }
-        w->tx[n++] = c;
-        sum += (uint8_t)c;
-    }
-    w->tx[n++] = '#';
-    w->tx[n++] = hex[sum >> 4];
-    w->tx[n++] = hex[sum & 15];
+    if (frame(w, payload, len, &n, err) < 0)
+        return -1;
     w->tx_len = n;
 
     int64_t deadline = bm_now_ms() + timeout_ms;

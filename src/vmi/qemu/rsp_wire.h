@@ -55,6 +55,13 @@ void rsp_wire_init(struct rsp_wire *w, int fd);
 int rsp_wire_send(struct rsp_wire *w, const char *payload, size_t len,
                   int timeout_ms, struct bm_err *err);
 
+/* Frame several packets and send them in one write, waiting for no ack
+ * (rsp_wire_recv skips the acks that come before each reply). No
+ * retransmit: a NAK of one of them leaves its reply missing, which the
+ * caller's wait for it turns into a timeout. */
+int rsp_wire_send_many(struct rsp_wire *w, const char *const *payloads, size_t n,
+                       int timeout_ms, struct bm_err *err);
+
 /* Send raw bytes with no framing (the 0x03 interrupt). */
 int rsp_wire_send_raw(struct rsp_wire *w, const void *buf, size_t len,
                       int timeout_ms, struct bm_err *err);

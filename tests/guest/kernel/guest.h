@@ -11,6 +11,7 @@
 #define MAX_MODS 8
 #define MAX_SESSIONS 4
 #define KUSER_SHARED_DATA 0xfffff78000000000ull
+#define SPECIAL_POOL_SIZE (32ull << 20)   /* the guest's special pool; its upper half is "freed" */
 
 struct ram_range {
     u64 start, end; /* inclusive end */
@@ -54,6 +55,7 @@ struct process {
 struct module {
     const char *name, *path;
     u64 base;
+    u64 ldr;              /* its loader entry (VA) */
     u32 size, timestamp;
 };
 
@@ -77,6 +79,7 @@ struct world {
     unsigned n_mods;
     bool kdbg_encoded;
     u64 session_space[MAX_SESSIONS];
+    u64 special_pool;     /* VA of the special pool (nothing mapped), 0: none */
 };
 
 extern struct orders ord;
@@ -102,11 +105,17 @@ void kuser_build(u64 kuser_pa);
 void modules_build(void);
 void kdata_finish(void); /* KiProcessorBlock, KeNumberProcessors, ..., the KDBG (encoded last) */
 void kibugcheckdata_fill(u64 code, const u64 p[4]);
+void kibugcheckdriver_set(u64 ustr);
+bool kva_mapped(u64 va);
+int module_of(u64 va);
+void bugcheck_final(u64 code, const u64 p[4], u64 trap_frame, u64 out[5], u64 *driver);
 void save_control_state(u64 state); /* KiSaveProcessorControlState(&Prcb->ProcessorState) */
 
 /* scenario.c: bug checks that crash the way Windows does (analysis tests) */
 void scenario_apply(const char *name, size_t len);
 void scenario_print_truth(void);
+void scenario_lie_driver(u64 *driver);  /* a hostile KiBugCheckDriver, when ordered */
+bool scenario_nofollow(void);       /* KeBugCheck2 dawdles before its follow points */
 
 /* hw.c */
 void lapic_timer_start(void);

@@ -260,6 +260,37 @@ static void print_truth_windows(void)
     kprintf("]");
 }
 
+/* What the kernel stores by the time it reaches its follow points, for
+ * these orders (both entries pass a NULL sixth argument). */
+static void print_truth_final(void)
+{
+    if (layout_get(&W.lay, "sym:KiBugCheckData") == LAYOUT_ABSENT)
+        return;
+    u64 fin[5], driver;
+    bugcheck_final(ord.code, ord.p, 0, fin, &driver);
+    kprintf(", \"Final\": {\"BugCheckCode\": \"0x%lx\", \"BugCheckParameters\": [\"0x%lx\", "
+            "\"0x%lx\", \"0x%lx\", \"0x%lx\"], \"FollowPoints\": [", fin[0], fin[1], fin[2], fin[3],
+            fin[4]);
+    const char *sep = "";
+    static const char *const pts[] = { "sym:HvlLogGuestCrashInformation", "sym:KiDisplayBlueScreen" };
+    for (unsigned i = 0; i < 2; i++) {
+        u64 rva = layout_get(&W.lay, pts[i]);
+        if (rva != LAYOUT_ABSENT) {
+            kprintf("%s\"0x%lx\"", sep, W.base + rva);
+            sep = ", ";
+        }
+    }
+    kprintf("], \"Driver\": ");
+    int m = -1;
+    for (unsigned i = 0; i < W.n_mods && driver; i++)
+        if (driver == W.mods[i].ldr + off("off:ldr.BaseDllName"))
+            m = (int)i;
+    if (m >= 0)
+        kprintf("\"%s\"}", W.mods[m].name);
+    else
+        kprintf("null}");
+}
+
 static void print_truth(void)
 {
     kprintf("{\"KernelBase\": \"0x%lx\", \"PdbName\": \"%s\", \"PdbGuid\": \"%s\", ",
@@ -282,6 +313,7 @@ static void print_truth(void)
         kprintf("%s[\"0x%lx\", \"0x%lx\"]", i ? ", " : "", ram[i].start, ram[i].end);
     kprintf("]");
     print_truth_windows();
+    print_truth_final();
     scenario_print_truth();
     kprintf("}\n");
 }
@@ -314,15 +346,46 @@ static void __attribute__((noreturn)) bugcheck_again(void)
     __builtin_unreachable();
 }
 
+/* A function of the image KeBugCheck2 calls once the final code is stored
+ * (a `ret` at its ISF RVA), when the table has it. */
+static void call_image(const char *sym)
+{
+    u64 rva = layout_get(&W.lay, sym);
+    if (rva != LAYOUT_ABSENT)
+        ((void (*)(void))(W.base + rva))();
+}
+
+/* Spin about `cycles` TSC cycles (interrupts are off in KeBugCheck2). */
+static void spin_tsc(u64 cycles)
+{
+    u32 lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    u64 t0 = (u64)hi << 32 | lo, t;
+    do {
+        __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+        t = (u64)hi << 32 | lo;
+    } while (t - t0 < cycles);
+}
+
 /* Reached through the image's KeBugCheck2. Paints the screen, tells pvpanic,
  * and either halts this vCPU for good or, when more bug checks were ordered,
  * bug-checks again once told to, from the stack run() started with (not
  * nested in this one's frames: thousands in a row must not overflow it). */
 void bugcheck2_handler(u64 code, u64 p1, u64 p2, u64 p3, u64 p4, u64 trap_frame)
 {
-    (void)trap_frame;
     u64 p[4] = { p1, p2, p3, p4 };
+    /* As Windows' KeBugCheck2: the entry code into KiBugCheckData first,
+     * then the code-specific rewrites, then the Hyper-V crash report and
+     * the blue screen, which bsodmon follows the bug check to. */
     kibugcheckdata_fill(code, p);
+    u64 fin[5], driver;
+    bugcheck_final(code, p, trap_frame, fin, &driver);
+    kibugcheckdata_fill(fin[0], fin + 1);
+    kibugcheckdriver_set(driver);
+    if (scenario_nofollow())
+        spin_tsc(2000ull * 1000 * 1000);  /* ~0.8 s at 2.6 GHz: far past bsodmon's bound */
+    call_image("sym:HvlLogGuestCrashInformation");
+    call_image("sym:KiDisplayBlueScreen");
     bluescreen(code, p);
     kprintf("bluescreen 0x%lx 0x%lx 0x%lx 0x%lx 0x%lx\n", code, p1, p2, p3, p4);
     if (ord.hvcrash) {

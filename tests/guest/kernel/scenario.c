@@ -12,11 +12,24 @@
  *   critical   0xEF, P1 an EPROCESS of the process list (csrss.exe)
  *   region     0x109, region type 0x1
  *   harderror  0x4C carrying STATUS_SYSTEM_PROCESS_TERMINATED
+ *   nonpaged   0xA with the IP in ntoskrnl and P1 in a driver: Windows
+ *              reports 0xD3 and names the driver (KiBugCheckDriver); the
+ *              entry state cannot tell
+ *   specialpool 0x50 from a driver on freed special pool: 0xD5, P3 the IP
+ * Every scenario's reported code and parameters come from what the guest's
+ * KeBugCheck2 stores (bugcheck_final, windata.c), which bsodmon reads after
+ * following the bug check; the S.* flags below are what the entry state's
+ * rules give, the truth when the follow cannot get there (nofollow).
  * Hostile (a partial analysis is right):
  *   tfunmapped 0x50 whose trap frame pointer is unmapped
  *   modloop    0xA, the module list loops before the driver holding the IP
  *   longname   0xA, that driver's BaseDllName.Length is 0xFFFE
  *   overlap    0xA, that driver's DllBase overlaps the module before it
+ *   drvunmapped nonpaged, KiBugCheckDriver pointing to unmapped memory
+ *   drvlong    nonpaged, KiBugCheckDriver's Length 0xFFFE
+ *   nofollow   pagefault, but KeBugCheck2 takes ~0.8 s to get to its follow
+ *              points: the event comes within bsodmon's bound, with the
+ *              entry state's analysis
  */
 #include "guest.h"
 
@@ -26,6 +39,9 @@
 
 static struct {
     bool on;
+    bool nofollow;
+    int lie_driver;             /* 1: KiBugCheckDriver unmapped, 2: its Length 0xFFFE */
+    u64 lie_ustr;
     bool has_reported, has_ip, has_mod, has_exc, has_proc, has_bucket;
     u64 reported, ip, sub, exc;
     const struct module *mod;
@@ -35,6 +51,14 @@ static struct {
 static bool is(const char *v, size_t n, const char *name)
 {
     return strlen(name) == n && strncmp(v, name, n) == 0;
+}
+
+bool scenario_nofollow(void) { return S.nofollow; }
+
+void scenario_lie_driver(u64 *driver)
+{
+    if (S.lie_driver)
+        *driver = S.lie_ustr;
 }
 
 /* The loader entry of module i (walking the list the guest built). */
@@ -109,7 +133,7 @@ void scenario_apply(const char *v, size_t n)
         S.reported = 0x7E;
         S.has_exc = true; S.exc = 0xC0000094;
         S.has_bucket = true;
-    } else if (is(v, n, "pagefault") || is(v, n, "tfunmapped")) {
+    } else if (is(v, n, "pagefault") || is(v, n, "tfunmapped") || is(v, n, "nofollow")) {
         ord.code = 0x50;
         u64 tf = record(off("size:_KTRAP_FRAME"));
         put64(tf, tf_rip, drv_ip(d, 0x1d20));
@@ -118,8 +142,37 @@ void scenario_apply(const char *v, size_t n)
             p[2] = unmapped_kernel_va();
             S.has_ip = S.has_mod = false;
         }
+        S.nofollow = is(v, n, "nofollow");
         S.has_reported = false;     /* may become 0xCC..0xD6: left out */
+        S.has_bucket = true;        /* with the stored code */
         S.sub = 2;
+    } else if (is(v, n, "specialpool")) {
+        ord.code = 0x50;
+        u64 tf = record(off("size:_KTRAP_FRAME"));
+        put64(tf, tf_rip, drv_ip(d, 0x1d24));
+        W.special_pool = unmapped_kernel_va();
+        p[0] = W.special_pool + SPECIAL_POOL_SIZE / 2 + 0x2ff8; p[1] = 0; p[2] = tf; p[3] = 0;
+        S.has_reported = false;
+        S.has_bucket = true;
+        S.sub = 0;
+    } else if (is(v, n, "nonpaged") || is(v, n, "drvunmapped") || is(v, n, "drvlong")) {
+        ord.code = 0xA;
+        p[0] = W.mods[4].base + 0x2340; p[1] = 2; p[2] = 0; p[3] = drv_ip(0, 0x1234);
+        S.has_reported = false;     /* the IP in ntoskrnl: 0xA, 0xC5, 0xD3 or 0xD4 */
+        S.has_bucket = true;
+        if (is(v, n, "drvunmapped")) {
+            S.lie_driver = 1;
+            S.lie_ustr = unmapped_kernel_va() + 0x40;
+        } else if (is(v, n, "drvlong")) {
+            S.lie_driver = 2;
+            S.lie_ustr = record(16);
+            u64 buf = record(0x200);
+            for (u64 i = 0; i < 0x100; i++)
+                put16(buf, 2 * i, 'A');
+            put16(S.lie_ustr, 0, 0xFFFE);
+            put16(S.lie_ustr, 2, 0xFFFE);
+            put64(S.lie_ustr, 8, buf);
+        }
     } else if (is(v, n, "fastfail")) {
         ord.code = 0x139;
         u64 tf = record(off("size:_KTRAP_FRAME")), er = record(off("size:_EXCEPTION_RECORD"));
@@ -149,6 +202,8 @@ void scenario_apply(const char *v, size_t n)
     } else if (is(v, n, "harderror")) {
         ord.code = 0x4C;
         u64 hp = record(32);
+        put64(hp, 0, W.pool_va + 0x100);    /* the hard error's own parameters */
+        put64(hp, 8, 0xC0000005);
         p[0] = 0xC000021A; p[1] = hp; p[2] = 0; p[3] = 0;
         S.reported = 0xC000021A;
         S.has_bucket = true;
@@ -172,7 +227,8 @@ void scenario_apply(const char *v, size_t n)
         }
     } else {
         panic("scenario= must be irql, kmode, thread, pagefault, fastfail, critical, region, "
-              "harderror, tfunmapped, modloop, longname or overlap");
+              "harderror, nonpaged, specialpool, tfunmapped, modloop, longname, overlap, "
+              "drvunmapped, drvlong or nofollow");
     }
 }
 
@@ -180,10 +236,31 @@ void scenario_print_truth(void)
 {
     if (!S.on)
         return;
+    /* What the kernel stores (bsodmon reads it after following the bug
+     * check), unless it never gets there in time: then the entry rules. */
+    u64 fin[5], driver;
+    bugcheck_final(ord.code, ord.p, 0, fin, &driver);
+    bool has_reported = S.nofollow ? S.has_reported : true;
+    u64 reported = S.nofollow ? S.reported : fin[0];
+    bool params = !S.nofollow && (fin[1] != ord.p[0] || fin[2] != ord.p[1] ||
+                                  fin[3] != ord.p[2] || fin[4] != ord.p[3]);
+    int drv = -1;
+    for (unsigned i = 0; i < W.n_mods && driver && !S.nofollow; i++)
+        if (driver == W.mods[i].ldr + off("off:ldr.BaseDllName"))
+            drv = (int)i;
     kprintf(", \"Analysis\": {");
     const char *sep = "";
-    if (S.has_reported) {
-        kprintf("%s\"ReportedBugCheckCode\": \"0x%lx\"", sep, S.reported);
+    if (has_reported) {
+        kprintf("%s\"ReportedBugCheckCode\": \"0x%lx\"", sep, reported);
+        sep = ", ";
+    }
+    if (params) {
+        for (int i = 0; i < 4; i++)
+            kprintf("%s\"ReportedBugCheckParameter%d\": \"0x%lx\"", sep, i + 1, fin[i + 1]);
+        sep = ", ";
+    }
+    if (drv >= 0) {
+        kprintf("%s\"FailingDriver\": \"%s\"", sep, W.mods[drv].name);
         sep = ", ";
     }
     if (S.sub != SC_SUB_NONE) {
@@ -211,8 +288,11 @@ void scenario_print_truth(void)
         kprintf("\"");
         sep = ", ";
     }
-    if (S.has_bucket) {
-        kprintf("%s\"Bucket\": \"0x%lx", sep, S.has_reported ? S.reported : ord.code);
+    /* The bucket: the reported code; a code that names an IP needs its module. */
+    u32 c = (u32)ord.code;
+    bool names_ip = c == 0xA || c == 0x1E || c == 0x7E || c == 0x50 || c == 0x139;
+    if (S.has_bucket && has_reported && (S.has_mod || !names_ip)) {
+        kprintf("%s\"Bucket\": \"0x%lx", sep, reported);
         if (S.sub != SC_SUB_NONE)
             kprintf("_0x%lx", S.sub);
         if (S.has_mod)

@@ -145,6 +145,7 @@ void modules_build(void)
             va += m->size + 4096 * (1 + rng_next() % 16);
         }
         u64 e = pool_alloc(ent_size, 16);
+        m->ldr = e;
         put64(e + off("off:ldr.DllBase"), 0, m->base);
         put64(e + off("off:ldr.EntryPoint"), 0, m->base + 0x1000);
         put32(e, off("off:ldr.SizeOfImage"), m->size);
@@ -221,16 +222,94 @@ void kdata_finish(void)
     W.kdbg_encoded = true;
 }
 
-/* What KeBugCheck2 does first: KiBugCheckData[0..4] = code, P1..P4. */
+/* What KeBugCheck2 does first: KiBugCheckData[0..4] = code, P1..P4 (the
+ * code a ULONG in a ULONG_PTR slot). */
 void kibugcheckdata_fill(u64 code, const u64 p[4])
 {
     u64 rva = opt("sym:KiBugCheckData");
     if (rva == LAYOUT_ABSENT)
         return;
     u64 va = W.base + rva;
-    put64(va, 0, code);
+    put64(va, 0, (u32)code);
     for (int i = 0; i < 4; i++)
         put64(va, 8 * (i + 1), p[i]);
+}
+
+void kibugcheckdriver_set(u64 ustr)
+{
+    u64 rva = opt("sym:KiBugCheckDriver");
+    if (rva != LAYOUT_ABSENT)
+        put64(W.base + rva, 0, ustr);
+}
+
+/* Whether the kernel half of the page tables maps va (System's PML4). */
+bool kva_mapped(u64 va)
+{
+    const volatile u64 *t = (const volatile u64 *)W.sys_pml4;
+    for (int level = 3; level >= 0; level--) {
+        u64 e = t[(va >> (12 + 9 * level)) & 511];
+        if (!(e & 1))
+            return false;
+        if (level > 0 && level < 3 && (e & 0x80))
+            return true;
+        t = (const volatile u64 *)(e & 0x000ffffffffff000ull);
+    }
+    return true;
+}
+
+/* The module of W.mods holding va (the guest's own record, whatever its
+ * list now says), or -1. */
+int module_of(u64 va)
+{
+    for (unsigned i = 0; i < W.n_mods; i++)
+        if (va >= W.mods[i].base && va - W.mods[i].base < W.mods[i].size)
+            return (int)i;
+    return -1;
+}
+
+/* The code-specific rewrites of KeBugCheck2 (../shared/notes/
+ * bugcheck-parameters.md 2.3) that this guest can meet: what it stores in
+ * KiBugCheckData[0..4] and KiBugCheckDriver (0: left NULL) for a bug check
+ * entered with code, p and the sixth argument. "In the kernel" is the first
+ * two loaded modules, ntoskrnl and HAL. */
+void bugcheck_final(u64 code, const u64 p[4], u64 trap_frame, u64 out[5], u64 *driver)
+{
+    out[0] = (u32)code;
+    for (int i = 0; i < 4; i++)
+        out[i + 1] = p[i];
+    *driver = 0;
+    u32 c = (u32)code;
+    if (c == 0x0A) {
+        int pc = module_of(p[3]);
+        if (pc < 0 || pc >= 2) {
+            out[0] = 0xD1;
+        } else {
+            int m = module_of(p[0]);
+            if (m >= 2) {
+                out[0] = 0xD3;
+                *driver = W.mods[m].ldr + off("off:ldr.BaseDllName");
+            }
+        }
+    } else if (c == 0x50) {
+        u64 rip = off("off:_KTRAP_FRAME.Rip");
+        if (trap_frame == 0 && p[2] >= 0xffff800000000000ull && (p[2] & 3) == 0 &&
+            kva_mapped(p[2] + rip) && kva_mapped(p[2] + rip + 7))
+            out[3] = *(volatile u64 *)(p[2] + rip);
+        if (W.special_pool && p[0] - W.special_pool < SPECIAL_POOL_SIZE) {
+            int m = module_of(out[3]);
+            bool sys = m == 0 || m == 1;
+            bool freed = p[0] - W.special_pool >= SPECIAL_POOL_SIZE / 2;
+            out[0] = freed ? (sys ? 0xCC : 0xD5) : (sys ? 0xCD : 0xD6);
+        }
+    } else if (c == 0x4C) {
+        out[0] = (u32)p[0];
+        /* the hard error's four parameters, P2 pointing to them */
+        if (p[1] >= 0xffff800000000000ull && kva_mapped(p[1]) && kva_mapped(p[1] + 31))
+            for (int i = 0; i < 4; i++)
+                out[i + 1] = *(volatile u64 *)(p[1] + 8 * i);
+    }
+    if (*driver)
+        scenario_lie_driver(driver);
 }
 
 /* KiSaveProcessorControlState: the control registers, descriptor tables and

@@ -220,6 +220,52 @@ static void test_hostile_module_list(void **state)
     assert_false(t.has_reported || t.has_ip || t.has_subcode || t.has_bucket);
 }
 
+/* What KeBugCheck2 stored replaces the entry rules: the code, the
+ * parameters when they differ, the driver, and the bucket with that code. */
+static void test_final(void **state)
+{
+    (void)state;
+    struct triage t;
+    struct triage_input in = {
+        .code = 0xA, .p = { DRV_IP + 0x10, 2, 0, TW_MOD(0) + 0x100 }, .prof = &w->prof,
+        .kernel_base = TW_KBASE, .read = fakevm_read, .ctx = &w->vm, .modules = &mods,
+    };
+    triage_analyse(&in, &t);
+    assert_false(t.has_reported || t.has_bucket);   /* the IP in ntoskrnl: undecided */
+    struct winbc_final f = { .data = { 0xD3, DRV_IP + 0x10, 2, 0, TW_MOD(0) + 0x100 },
+                             .has_driver = true, .driver = "guestdrv.sys" };
+    triage_final(&in, &f, &t);
+    assert_true(t.has_reported && t.reported_stored);
+    assert_int_equal(t.reported, 0xD3);
+    assert_false(t.has_reported_params);
+    assert_true(t.has_driver);
+    assert_string_equal(t.driver, "guestdrv.sys");
+    assert_true(t.has_bucket);
+    assert_string_equal(t.bucket, "0xd3_ntoskrnl.exe+0x100");
+    /* 0x50: P3 rewritten (the trap frame's Rip), 0xD5: parameters differ. */
+    uint64_t tf = TW_RECORDS;
+    tw_put64(w, tf + 0x168, DRV_IP);
+    struct triage_input pf = in;
+    pf.code = 0x50;
+    pf.p[0] = UINT64_C(0xffffb00000001000); pf.p[1] = 0; pf.p[2] = tf; pf.p[3] = 0;
+    triage_analyse(&pf, &t);
+    assert_false(t.has_reported);
+    struct winbc_final g = { .data = { 0xD5, pf.p[0], 0, DRV_IP, 0 } };
+    triage_final(&pf, &g, &t);
+    assert_int_equal(t.reported, 0xD5);
+    assert_true(t.has_reported_params);
+    assert_int_equal(t.reported_params[2], DRV_IP);
+    assert_false(t.has_driver);
+    assert_string_equal(t.bucket, "0xd5_0x0_guestdrv.sys+0x1234");
+    /* Nothing stored (0) keeps the entry rules; a failed driver read counts. */
+    triage_analyse(&in, &t);
+    struct winbc_final z = { .driver_failed = true, .driver_error = "unmapped" };
+    triage_final(&in, &z, &t);
+    assert_false(t.has_reported || t.has_bucket || t.has_driver);
+    assert_int_equal(t.failed_reads, 1);
+    assert_non_null(strstr(t.first_error, "unmapped"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -231,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_critical_process),
         cmocka_unit_test(test_region_and_hard_error),
         cmocka_unit_test(test_hostile_module_list),
+        cmocka_unit_test(test_final),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -230,6 +230,61 @@ static void test_breakpoints(void **state)
     close_replay(&r, c);
 }
 
+/* vmi_run_to's batches as QEMU answered them (rsp-follow.txt): the
+ * breakpoint lifted and a further one inserted with the continue of one
+ * vCPU in one write, the replies read without acks (an ack would reach
+ * QEMU while the vCPU runs and stop the VM), then the stop there; the
+ * bookkeeping follows. */
+static void test_batch_follow(void **state)
+{
+    (void)state;
+    const char *f = "rsp-follow.txt";
+    static struct replay r;
+    struct rsp_conn *c = open_replay(&r, f);
+    struct rsp_stop s;
+    uint8_t vec[4];
+    uint64_t rip;
+    OK(rsp_set_phys_mode(c, true, E));
+    OK(rsp_read_mem(c, 0x20, vec, sizeof vec, NULL, E));
+    OK(rsp_set_phys_mode(c, false, E));
+    uint64_t lin = (uint64_t)(vec[2] | vec[3] << 8) * 16 + (vec[0] | vec[1] << 8);
+    uint64_t nxt = replay_expect_u64(f, "next");
+    assert_int_equal(lin, replay_expect_u64(f, "handler"));
+    OK(rsp_bp_insert(c, lin, RSP_BP_HW, E));
+    OK(rsp_continue(c, E));
+    assert_int_equal(rsp_wait_stop(c, &s, TIMEOUT_MS, NULL), 1);
+    OK(rsp_bp_remove(c, lin, RSP_BP_HW, E));
+    OK(rsp_step(c, s.vcpu, &s, E));
+    OK(rsp_read_reg(c, s.vcpu, RSP_REG_RIP, &rip, E));
+    assert_int_equal(rip, replay_expect_u64(f, "next.ip"));
+    OK(rsp_bp_insert(c, lin, RSP_BP_HW, E));
+    OK(rsp_continue(c, E));
+    assert_int_equal(rsp_wait_stop(c, &s, TIMEOUT_MS, NULL), 1);
+    int vcpu = s.vcpu;
+    assert_int_equal(vcpu, replay_expect_u64(f, "vcpu"));
+
+    const struct rsp_bp_op run[] = { { lin, RSP_BP_HW, false }, { nxt, RSP_BP_HW, true } };
+    OK(rsp_bp_batch(c, run, 2, vcpu, NULL, NULL, E));
+    assert_true(rsp_running(c));
+    assert_false(rsp_bp_has(c, lin, RSP_BP_HW));
+    assert_true(rsp_bp_has(c, nxt, RSP_BP_HW));
+    assert_int_equal(rsp_wait_stop(c, &s, TIMEOUT_MS, NULL), 1);
+    assert_int_equal(s.code, replay_expect_u64(f, "follow.signal"));
+    assert_int_equal(s.vcpu, replay_expect_u64(f, "follow.vcpu"));
+    OK(rsp_read_reg(c, s.vcpu, RSP_REG_RIP, &rip, E));
+    assert_int_equal(rip, replay_expect_u64(f, "follow.rip"));
+
+    const struct rsp_bp_op back[] = { { nxt, RSP_BP_HW, false }, { lin, RSP_BP_HW, true } };
+    OK(rsp_bp_batch(c, back, 2, RSP_RESUME_ALL, NULL, NULL, E));
+    assert_true(rsp_running(c));
+    assert_int_equal(rsp_bp_count(c), 1);
+    assert_int_equal(rsp_wait_stop(c, &s, TIMEOUT_MS, NULL), 1);
+    assert_int_equal(s.code, replay_expect_u64(f, "back.signal"));
+    OK(rsp_bp_remove(c, lin, RSP_BP_HW, E));
+    OK(rsp_detach(c, E));
+    close_replay(&r, c);
+}
+
 /* rsp_connect on a real unix socket, then the recorded handshake. */
 static void test_connect_path(void **state)
 {
@@ -268,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_handshake_and_registers),
         cmocka_unit_test(test_physical_memory),
         cmocka_unit_test(test_breakpoints),
+        cmocka_unit_test(test_batch_follow),
         cmocka_unit_test(test_connect_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
