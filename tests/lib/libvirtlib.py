@@ -334,6 +334,18 @@ class Daemon:
             log(f"restarted libvirtd: pid {old} -> {st['libvirtd']}, answered after "
                 f"{time.monotonic() - t0:.2f} s")
 
+    def release_use(self):
+        """Let go of the shared hold between uses (tests/soak holds the
+        daemon for half an hour: a restarting test must not wait all that
+        time); take_use() takes it again, through the gate, as __init__."""
+        assert not self.exclusive
+        fcntl.flock(self._use, fcntl.LOCK_UN)
+
+    def take_use(self):
+        fcntl.flock(self._gate, fcntl.LOCK_EX)
+        fcntl.flock(self._use, fcntl.LOCK_SH)
+        fcntl.flock(self._gate, fcntl.LOCK_UN)
+
     def try_restart(self):
         """restart() for a test that holds the daemon shared for a long time
         (tests/soak): only when no other test uses it at this moment (the
