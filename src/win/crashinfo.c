@@ -117,7 +117,7 @@ static void finish_patches(struct ci *c)
     struct win_patch *r = c->raw;
     size_t n = c->nraw;
     qsort(r, n, sizeof r[0], by_pa);
-    static uint8_t merged[WIN_CI_PATCH_BYTES];
+    uint8_t merged[WIN_CI_PATCH_BYTES]; /* 64 KiB of stack: no static, threads dump at once */
     size_t mbytes = 0;
     ci->npatches = 0;
     for (size_t i = 0; i < n;) {
@@ -379,7 +379,7 @@ void win_crashinfo_build(const struct win_mem *m, const struct win_profile *prof
                          struct win_crashinfo *ci)
 {
     memset(ci, 0, sizeof *ci);
-    static struct ci c; /* large (patch list); one dump at a time */
+    struct ci c;
     memset(&c, 0, sizeof c);
     c.m = m;
     c.prof = prof;
@@ -391,7 +391,8 @@ void win_crashinfo_build(const struct win_mem *m, const struct win_profile *prof
     }
     const struct win_vcpu *cv = crash < nvcpu ? &vcpu[crash] : NULL;
 
-    static struct win_kdbg kd;
+    struct win_kdbg kd;
+    memset(&kd, 0, sizeof kd);
     bool have_kd = false;
     kdbg(&c, &kd, &have_kd);
 
@@ -491,7 +492,8 @@ int win_crashinfo_collect(const struct vmi *v, const struct win_kernel *k, unsig
     unsigned n = vmi_vcpu_count(v);
     if (n == 0 || crash >= n)
         return bm_err_set(err, "vCPU %u of %u: no such vCPU", crash, n);
-    static struct win_vcpu vcpu[WIN_CI_MAX_VCPUS];
+    struct win_vcpu vcpu[WIN_CI_MAX_VCPUS];
+    memset(vcpu, 0, sizeof vcpu);
     unsigned nv = n < WIN_CI_MAX_VCPUS ? n : WIN_CI_MAX_VCPUS;
     if (crash >= nv)
         return bm_err_set(err, "vCPU %u: more than %u vCPUs", crash, WIN_CI_MAX_VCPUS);
@@ -506,7 +508,8 @@ int win_crashinfo_collect(const struct vmi *v, const struct win_kernel *k, unsig
         if (i == crash && !vcpu[i].valid)
             return -1;
     }
-    static struct guest_as g;
+    struct guest_as g;
+    memset(&g, 0, sizeof g);
     g.v = v;
     if (vmi_paging(v, &vcpu[crash].regs, vcpu[crash].regs.cr3, &g.pg, err) < 0)
         return -1;

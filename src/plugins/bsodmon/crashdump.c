@@ -166,9 +166,14 @@ int crashdump_write(struct plugin_host *host, const struct crash *c, struct bm_e
     struct dump_result res;
     const char *dir = c->dir != NULL ? c->dir : host->opts->crashdump_dir;
     unsigned formats = host->opts->crashdump_formats ? host->opts->crashdump_formats : DUMP_RAW;
-    static struct win_crashinfo ci; /* large; one dump at a time */
-    static struct dump_dmp dmp;
-    static struct dump_patch patches[WIN_CI_MAX_PATCHES];
+    /* On this thread's stack (about 80 KiB), not static: the host mode dumps
+     * each domain's crash on that domain's own thread, maybe at once. */
+    struct win_crashinfo ci;
+    struct dump_dmp dmp;
+    struct dump_patch patches[WIN_CI_MAX_PATCHES];
+    memset(&ci, 0, sizeof ci);
+    memset(&dmp, 0, sizeof dmp);
+    memset(patches, 0, sizeof patches);
     _Static_assert(WIN_CI_MAX_PATCHES <= DUMP_DMP_MAX_PATCHES, "patch counts");
     if (formats & DUMP_DMP) {
         dmp_facts(host, c, &ci, &dmp, patches);
