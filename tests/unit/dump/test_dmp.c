@@ -26,41 +26,16 @@
 #include <unistd.h>
 
 #include "dump/dump.h"
+#include "dumptest.h"
 
-#define MIB (1u << 20)
-#define PAGE 4096u
 #define IMG (10 * MIB)
 #define HDR DUMP_DMP_HEADER_SIZE
 
 static const struct dump_range ranges[] = { { 0, 6 * MIB - 1 }, { 8 * MIB, 10 * MIB - 1 } };
 
-struct fake {
-    uint8_t *mem;
-    int reads, maps;
-};
-
-static int fake_read(void *ctx, uint64_t pa, void *buf, size_t len, struct bm_err *err)
-{
-    (void)err;
-    struct fake *f = ctx;
-    f->reads++;
-    memcpy(buf, f->mem + pa, len);
-    return 0;
-}
-
-static const void *fake_map(void *ctx, uint64_t pa, size_t len)
-{
-    (void)len;
-    struct fake *f = ctx;
-    f->maps++;
-    return f->mem + pa;
-}
-
 static struct fake *fake_new(void)
 {
-    struct fake *f = calloc(1, sizeof *f);
-    f->mem = aligned_alloc(PAGE, IMG);
-    memset(f->mem, 0, IMG);
+    struct fake *f = fake_alloc(IMG, ranges, 2);
     srand(11);
     for (uint64_t pa = 0; pa < IMG; pa += PAGE) {
         if (pa >= 6 * MIB && pa < 8 * MIB)
@@ -78,37 +53,6 @@ static struct fake *fake_new(void)
     return f;
 }
 
-static void fake_free(struct fake *f)
-{
-    free(f->mem);
-    free(f);
-}
-
-static char *tmpdir(void)
-{
-    char *d = strdup("/tmp/bsodmon-unit-dmp-XXXXXX");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_rf(const char *d)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    assert_int_equal(system(cmd), 0);
-}
-
-static int entries(const char *d)
-{
-    DIR *dir = opendir(d);
-    assert_non_null(dir);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(dir)) != NULL;)
-        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    closedir(dir);
-    return n;
-}
-
 static bool exists(const char *d, const char *name)
 {
     char p[512];
@@ -120,25 +64,7 @@ static uint8_t *read_file(const char *d, const char *name, size_t *len)
 {
     char p[512];
     snprintf(p, sizeof p, "%s/%s", d, name);
-    int fd = open(p, O_RDONLY);
-    assert_true(fd >= 0);
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    uint8_t *buf = malloc((size_t)st.st_size + 1);
-    assert_int_equal(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
-    buf[st.st_size] = 0;
-    close(fd);
-    *len = (size_t)st.st_size;
-    return buf;
-}
-
-static void sha256_hex(const uint8_t *p, size_t n, char hex[65])
-{
-    unsigned char md[32];
-    unsigned int len = 0;
-    assert_int_equal(EVP_Digest(p, n, md, &len, EVP_sha256(), NULL), 1);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return read_path(p, len);
 }
 
 static uint64_t le(const uint8_t *p, int n)
@@ -233,7 +159,7 @@ static void test_both(void **state)
 {
     const struct variant *v = *state;
     struct fake *f = fake_new();
-    char *d = tmpdir();
+    char *d = tmpdir("dmp");
     struct dump_source src = { ranges, 2, fake_read, v->map ? fake_map : NULL, f };
     struct dump_dmp dmp;
     fill_dmp(&dmp);
@@ -248,7 +174,7 @@ static void test_both(void **state)
     if (dump_write(d, DUMP_RAW | DUMP_DMP, &src, &meta, &dmp, NULL, &v->tune, &res, &err) < 0)
         fail_msg("%s: %s", v->name, bm_err_msg(&err));
     assert_int_equal(f->reads + f->maps, raw_reads);     /* one pass for both */
-    assert_int_equal(entries(d), 3);
+    assert_int_equal(entries(d, NULL, 0), 3);
     assert_int_equal(res.nfiles, 2);
     assert_string_equal(res.file[0].name, DUMP_BIN_NAME);
     assert_string_equal(res.file[1].name, DUMP_DMP_NAME);
@@ -365,7 +291,7 @@ static void test_runs_merged(void **state)
     for (int i = 0; i < 50; i++) /* 16 KiB each; gaps of 4, 8 or 12 KiB */
         many[i] = (struct dump_range){ (uint64_t)i * 8 * PAGE + (i % 3) * PAGE,
                                        (uint64_t)i * 8 * PAGE + (i % 3) * PAGE + 4 * PAGE - 1 };
-    char *d = tmpdir();
+    char *d = tmpdir("dmp");
     struct dump_source src = { many, 50, fake_read, NULL, f };
     struct dump_dmp dmp;
     fill_dmp(&dmp);
@@ -425,7 +351,7 @@ static void test_unaligned(void **state)
     static const struct dump_range odd[] = { { 0x10, 0x3122 }, { 0x5800, 0x9fff } };
     struct fake *f = fake_new();
     memset(f->mem, 0x33, 0x10000);
-    char *d = tmpdir();
+    char *d = tmpdir("dmp");
     struct dump_source src = { odd, 2, fake_read, NULL, f };
     struct dump_dmp dmp;
     fill_dmp(&dmp);
@@ -462,7 +388,7 @@ static void test_formats_replace(void **state)
 {
     (void)state;
     struct fake *f = fake_new();
-    char *d = tmpdir();
+    char *d = tmpdir("dmp");
     struct dump_source src = { ranges, 2, fake_read, fake_map, f };
     struct dump_dmp dmp;
     fill_dmp(&dmp);
@@ -472,10 +398,10 @@ static void test_formats_replace(void **state)
     assert_true(exists(d, DUMP_BIN_NAME) && exists(d, DUMP_DMP_NAME));
     assert_int_equal(dump_write(d, DUMP_DMP, &src, &meta, &dmp, NULL, NULL, &res, &err), 0);
     assert_true(!exists(d, DUMP_BIN_NAME) && exists(d, DUMP_DMP_NAME));
-    assert_int_equal(entries(d), 2);
+    assert_int_equal(entries(d, NULL, 0), 2);
     assert_int_equal(dump_write(d, DUMP_RAW, &src, &meta, NULL, NULL, NULL, &res, &err), 0);
     assert_true(exists(d, DUMP_BIN_NAME) && !exists(d, DUMP_DMP_NAME));
-    assert_int_equal(entries(d), 2);
+    assert_int_equal(entries(d, NULL, 0), 2);
     rm_rf(d);
     free(d);
     fake_free(f);
@@ -487,7 +413,7 @@ static void test_bad_input(void **state)
 {
     (void)state;
     struct fake *f = fake_new();
-    char *d = tmpdir();
+    char *d = tmpdir("dmp");
     struct dump_source src = { ranges, 2, fake_read, NULL, f };
     struct dump_dmp dmp;
     fill_dmp(&dmp);
@@ -508,14 +434,14 @@ static void test_bad_input(void **state)
         bm_err_clear(&err);
         assert_int_equal(dump_write(d, DUMP_DMP, &src, &meta, &dmp, NULL, NULL, &res, &err), -1);
         assert_non_null(strstr(bm_err_msg(&err), "patch"));
-        assert_int_equal(entries(d), 0);
+        assert_int_equal(entries(d, NULL, 0), 0);
     }
     dmp.npatches = DUMP_DMP_MAX_PATCHES + 1;
     assert_int_equal(dump_write(d, DUMP_DMP, &src, &meta, &dmp, NULL, NULL, &res, &err), -1);
     assert_int_equal(dump_write(d, DUMP_DMP, &src, &meta, NULL, NULL, NULL, &res, &err), -1);
     assert_int_equal(dump_write(d, 0, &src, &meta, NULL, NULL, NULL, &res, &err), -1);
     assert_int_equal(dump_write(d, 4, &src, &meta, NULL, NULL, NULL, &res, &err), -1);
-    assert_int_equal(entries(d), 0);
+    assert_int_equal(entries(d, NULL, 0), 0);
     rm_rf(d);
     free(d);
     fake_free(f);
@@ -542,7 +468,7 @@ static void test_failures_leave_nothing(void **state)
 {
     (void)state;
     struct fake *f = fake_new();
-    char *d = tmpdir();
+    char *d = tmpdir("dmp");
     struct dump_source src = { ranges, 2, fake_read, fake_map, f };
     struct dump_dmp dmp;
     fill_dmp(&dmp);
@@ -556,7 +482,7 @@ static void test_failures_leave_nothing(void **state)
         struct bm_err err = BM_ERR_INIT;
         assert_int_equal(dump_write(d, fmts[i], &src, &meta, &dmp, &opts, &tune, &res, &err), -1);
         assert_non_null(strstr(bm_err_msg(&err), "interrupted by signal"));
-        assert_int_equal(entries(d), 0);
+        assert_int_equal(entries(d, NULL, 0), 0);
     }
     struct rlimit old, lim;
     assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
@@ -574,7 +500,7 @@ static void test_failures_leave_nothing(void **state)
             assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
             assert_int_equal(rc, -1);
             assert_non_null(strstr(bm_err_msg(&err), strerror(EFBIG)));
-            assert_int_equal(entries(d), 0);
+            assert_int_equal(entries(d, NULL, 0), 0);
         }
     signal(SIGXFSZ, oldsig);
     rm_rf(d);

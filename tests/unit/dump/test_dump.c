@@ -35,9 +35,8 @@
 #include <unistd.h>
 
 #include "dump/dump.h"
+#include "dumptest.h"
 
-#define MIB (1u << 20)
-#define PAGE 4096u
 #define IMG (10 * MIB)
 
 /* <linux/fs.h> clashes with <sys/mount.h> in glibc 2.36: the two we need. */
@@ -49,61 +48,16 @@ static bool can_mount; /* private mount namespace entered in main() */
 
 static const struct dump_range ranges[] = { { 0, 6 * MIB - 1 }, { 8 * MIB, 10 * MIB - 1 } };
 
-/* ---- the fake guest -------------------------------------------------------- */
-
-struct fake {
-    uint8_t *mem;                 /* IMG bytes indexed by physical address */
-    const struct dump_range *ranges;
-    size_t nranges;
-    uint64_t fail_at;             /* a read covering this address fails; 0: never */
-    bool map_some;                /* map: only every other 1 MiB, else NULL */
-    int reads, maps;
-    bool outside;                 /* something outside RAM was asked for */
-};
-
-static bool in_ram(const struct fake *f, uint64_t pa, size_t len)
-{
-    for (size_t i = 0; i < f->nranges; i++)
-        if (pa >= f->ranges[i].start && pa + len - 1 <= f->ranges[i].end)
-            return true;
-    return false;
-}
-
-static int fake_read(void *ctx, uint64_t pa, void *buf, size_t len, struct bm_err *err)
-{
-    struct fake *f = ctx;
-    f->reads++;
-    if (!in_ram(f, pa, len))
-        f->outside = true;
-    if (f->fail_at && pa <= f->fail_at && f->fail_at < pa + len)
-        return bm_err_set(err, "fake read failure (QEMU died)");
-    memcpy(buf, f->mem + pa, len);
-    return 0;
-}
-
-static const void *fake_map(void *ctx, uint64_t pa, size_t len)
-{
-    struct fake *f = ctx;
-    if (!in_ram(f, pa, len))
-        f->outside = true;
-    if (f->map_some && (pa / MIB) % 2 == 1)
-        return NULL;
-    f->maps++;
-    return f->mem + pa;
-}
+/* ---- the fake guest (dumptest.h), its pages ------------------------------- */
 
 /* Page kinds by page number % 6: zero, zero, random, pattern, zero but for
  * its last byte, zero but for a byte in the middle (no early exit there). */
 static struct fake *fake_new(void)
 {
-    struct fake *f = calloc(1, sizeof *f);
-    f->mem = aligned_alloc(PAGE, IMG);
-    memset(f->mem, 0, IMG);
-    f->ranges = ranges;
-    f->nranges = 2;
+    struct fake *f = fake_alloc(IMG, ranges, 2);
     srand(7);
     for (uint64_t pa = 0; pa < IMG; pa += PAGE) {
-        if (!in_ram(f, pa, PAGE))
+        if (!fake_in_ram(f, pa, PAGE))
             continue;                                   /* the gap: never read */
         uint8_t *p = f->mem + pa;
         switch ((pa / PAGE) % 6) {
@@ -127,50 +81,11 @@ static struct fake *fake_new(void)
     return f;
 }
 
-static void fake_free(struct fake *f)
-{
-    free(f->mem);
-    free(f);
-}
-
 /* ---- helpers --------------------------------------------------------------- */
-
-static char *tmpdir(void)
-{
-    char *d = strdup("/tmp/bsodmon-unit-dump-XXXXXX");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_rf(const char *d)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "chattr -R -i '%s' 2>/dev/null; rm -rf '%s'", d, d);
-    assert_int_equal(system(cmd), 0);
-}
 
 static void path_of(char *out, size_t len, const char *d, const char *name)
 {
     snprintf(out, len, "%s/%s", d, name);
-}
-
-/* Entries of a directory (not . and ..), names joined by '/'. */
-static int entries(const char *d, char *names, size_t len)
-{
-    DIR *dir = opendir(d);
-    assert_non_null(dir);
-    int n = 0;
-    if (names)
-        names[0] = '\0';
-    for (struct dirent *e; (e = readdir(dir)) != NULL;) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        n++;
-        if (names)
-            snprintf(names + strlen(names), len - strlen(names), "%s/", e->d_name);
-    }
-    closedir(dir);
-    return n;
 }
 
 static void assert_empty(const char *d)
@@ -178,29 +93,6 @@ static void assert_empty(const char *d)
     char names[1024];
     if (entries(d, names, sizeof names) != 0)
         fail_msg("%s should be empty after a failed dump, holds: %s", d, names);
-}
-
-static void sha256_hex(const uint8_t *p, size_t n, char hex[65])
-{
-    unsigned char md[32];
-    unsigned int len = 0;
-    assert_int_equal(EVP_Digest(p, n, md, &len, EVP_sha256(), NULL), 1);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-}
-
-static uint8_t *read_file(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    uint8_t *buf = malloc((size_t)st.st_size + 1);
-    assert_int_equal(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
-    buf[st.st_size] = 0;
-    close(fd);
-    *len = (size_t)st.st_size;
-    return buf;
 }
 
 static const struct dump_meta meta = {
@@ -250,7 +142,7 @@ static void check_metadata(const char *d, const struct dump_result *res, const c
     char path[512];
     path_of(path, sizeof path, d, DUMP_META_NAME);
     size_t len;
-    char *text = (char *)read_file(path, &len);
+    char *text = (char *)read_path(path, &len);
     /* One line, as DRAKVUF writes it. */
     assert_true(len > 2 && text[len - 1] == '\n' && memchr(text, '\n', len - 1) == NULL);
     json_object *o = json_tokener_parse(text);
@@ -324,7 +216,7 @@ static void test_image(void **state)
     const struct variant *v = *state;
     struct fake *f = fake_new();
     f->map_some = v->map_some;
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     struct dump_source src = { ranges, 2, fake_read, v->map ? fake_map : NULL, f };
     struct progress_log prog = { 0 };
     volatile sig_atomic_t cancel = 0;
@@ -352,7 +244,7 @@ static void test_image(void **state)
     assert_int_equal(res.size, IMG);
     assert_int_equal(res.ram_bytes, 8 * MIB);
     size_t len;
-    uint8_t *img = read_file(path, &len);
+    uint8_t *img = read_path(path, &len);
     assert_int_equal(len, IMG);
     assert_memory_equal(img, f->mem, IMG);       /* byte N = address N; the gap zeros */
     check_holes(fd, f, IMG);
@@ -402,10 +294,10 @@ static void test_unaligned_ranges(void **state)
     uint64_t size = odd[2].end + 1;
     /* Only RAM bytes count: clear the rest of the fake's memory. */
     for (uint64_t pa = 0; pa < size; pa++)
-        if (!in_ram(f, pa, 1))
+        if (!fake_in_ram(f, pa, 1))
             f->mem[pa] = 0;
     f->mem[odd[0].end] = 0x77;                    /* last byte of a partial page */
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     struct dump_source src = { odd, 3, fake_read, NULL, f };
     struct dump_result res;
     struct bm_err err = BM_ERR_INIT;
@@ -417,7 +309,7 @@ static void test_unaligned_ranges(void **state)
     char path[512];
     path_of(path, sizeof path, d, DUMP_BIN_NAME);
     size_t len;
-    uint8_t *img = read_file(path, &len);
+    uint8_t *img = read_path(path, &len);
     assert_int_equal(len, size);
     assert_memory_equal(img, f->mem, size);
     char hex[65];
@@ -458,7 +350,7 @@ static void test_big_gap_zero_tail(void **state)
     memset(c.low + 4096, 0xab, 4096);
     memset(c.high + 8192, 0xcd, 100);              /* then 2 MiB - 12 KiB of zeros */
     struct dump_source src = { far, 2, two_bufs_read, NULL, &c };
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     struct dump_result res;
     struct bm_err err = BM_ERR_INIT;
     if (dump_write_raw(d, &src, &meta, NULL, &res, &err) < 0)
@@ -508,7 +400,7 @@ static void test_read_failure_leaves_nothing(void **state)
     (void)state;
     struct fake *f = fake_new();
     f->fail_at = 9 * MIB;
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     struct dump_source src = { ranges, 2, fake_read, NULL, f };
     struct dump_result res;
     struct bm_err err = BM_ERR_INIT;
@@ -528,7 +420,7 @@ static void test_unmappable_leaves_nothing(void **state)
     (void)state;
     struct fake *f = fake_new();
     f->map_some = true;
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     struct dump_source src = { ranges, 2, NULL, fake_map, f };
     struct dump_result res;
     struct bm_err err = BM_ERR_INIT;
@@ -564,7 +456,7 @@ static void test_cancel_leaves_nothing(void **state)
 {
     (void)state;
     struct fake *f = fake_new();
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     struct dump_source src = { ranges, 2, fake_read, fake_map, f };
     struct dump_result res;
     struct dump_tune tune = { 0, 64u << 10 };
@@ -593,7 +485,7 @@ static void test_enospc_leaves_nothing(void **state)
     if (!can_mount)
         skip();
     struct fake *f = fake_new();
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     assert_int_equal(mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700"), 0);
     struct dump_source src = { ranges, 2, fake_read, fake_map, f };
     struct dump_result res;
@@ -618,7 +510,7 @@ static void test_write_error_leaves_nothing(void **state)
 {
     (void)state;
     struct fake *f = fake_new();
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     struct dump_source src = { ranges, 2, fake_read, fake_map, f };
     struct dump_result res;
     struct rlimit old, lim = { 3 * MIB, 3 * MIB };
@@ -646,7 +538,7 @@ static void test_bad_input_leaves_nothing(void **state)
 {
     (void)state;
     struct fake *f = fake_new();
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     static const struct dump_range overlap[] = { { 0, 4 * MIB }, { 4 * MIB, 5 * MIB } };
     static const struct dump_range unsorted[] = { { 8 * MIB, 9 * MIB }, { 0, 1 * MIB } };
     static const struct dump_range reversed[] = { { 2 * MIB, 1 * MIB } };
@@ -686,7 +578,7 @@ static void test_replace_and_keep(void **state)
 {
     (void)state;
     struct fake *f = fake_new();
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     struct dump_source src = { ranges, 2, fake_read, fake_map, f };
     struct dump_result res1, res2, res3;
     struct bm_err err = BM_ERR_INIT;
@@ -712,7 +604,7 @@ static void test_replace_and_keep(void **state)
     assert_int_equal(st.st_mode & 0777, 0644);
     assert_int_equal(unlink(victim), 0);
     size_t len1, mlen1;
-    uint8_t *img1 = read_file(bin, &len1), *meta1 = read_file(mpath, &mlen1);
+    uint8_t *img1 = read_path(bin, &len1), *meta1 = read_path(mpath, &mlen1);
     ino_t ino1 = 0;
     assert_int_equal(stat(bin, &st), 0);
     ino1 = st.st_ino;
@@ -727,7 +619,7 @@ static void test_replace_and_keep(void **state)
     f->map_some = true;
     assert_int_equal(entries(d, NULL, 0), 2);
     size_t len, mlen;
-    uint8_t *img = read_file(bin, &len), *m = read_file(mpath, &mlen);
+    uint8_t *img = read_path(bin, &len), *m = read_path(mpath, &mlen);
     assert_int_equal(len, len1);
     assert_memory_equal(img, img1, len);
     assert_int_equal(mlen, mlen1);
@@ -744,7 +636,7 @@ static void test_replace_and_keep(void **state)
     assert_int_equal(entries(d, NULL, 0), 2);
     assert_int_equal(stat(bin, &st), 0);
     assert_true(st.st_ino != ino1);
-    img = read_file(bin, &len);
+    img = read_path(bin, &len);
     assert_int_equal(img[0], 0x42);
     char hex[65];
     sha256_hex(img, len, hex);
@@ -782,7 +674,7 @@ static void expect_refused(const char *dir, const char *what)
 static void test_check_dir_create(void **state)
 {
     (void)state;
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     char p[512];
     struct bm_err err = BM_ERR_INIT;
     mode_t old = umask(0277);                       /* would make it 0500 */
@@ -811,7 +703,7 @@ static void test_check_dir_create(void **state)
 static void test_check_dir_links(void **state)
 {
     (void)state;
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     char p[512], link[512], dangling[512], target[512];
     snprintf(p, sizeof p, "%s/real", d);
     assert_int_equal(mkdir(p, 0700), 0);
@@ -847,7 +739,7 @@ static void test_check_dir_links(void **state)
 static void test_check_dir_others_writable(void **state)
 {
     (void)state;
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     char p[512];
     snprintf(p, sizeof p, "%s/shared", d);
     assert_int_equal(mkdir(p, 0700), 0);
@@ -886,7 +778,7 @@ static void test_check_dir_others_writable(void **state)
 static void test_check_dir_unwritable(void **state)
 {
     (void)state;
-    char *d = tmpdir();
+    char *d = tmpdir("dump");
     char p[512];
     int tried = 0;
     snprintf(p, sizeof p, "%s/ro", d);
