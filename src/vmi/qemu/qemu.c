@@ -570,9 +570,19 @@ static int be_detach(void *be, bool leave_paused, struct bm_err *err)
                        bm_err_msg(&e), bm_err_msg(&e2));
     } else if (rc == 0) {
         struct qemu_chan *c = chan_get(q, &e);
-        if (c == NULL || qmp_gdbserver_stop(c, &e) < 0)
-            rc = bm_err_set(err, "closing the GDB stub: %s", bm_err_msg(&e));
+        int stop = c == NULL ? -1 : qmp_gdbserver_stop(c, &e);
         chan_release(q);
+        /* libvirtd restarting under the command (the soak found it): a new
+         * connection waits for it (LIBVIRTD_PATIENCE_MS); "gdbserver none"
+         * may be said twice. */
+        if (stop < 0 && q->route.via == QEMU_VIA_LIBVIRT && qemu_alive(q->pid)) {
+            bm_err_clear(&e);
+            c = chan_get(q, &e);
+            stop = c == NULL ? -1 : qmp_gdbserver_stop(c, &e);
+            chan_release(q);
+        }
+        if (stop < 0)
+            rc = bm_err_set(err, "closing the GDB stub: %s", bm_err_msg(&e));
     }
     unlink(q->stub_path);
     if (q->dir[0] != '\0')
