@@ -421,9 +421,13 @@ static int be_run_to(void *be, unsigned vcpu, const uint64_t *addrs, size_t n, i
     }
     if (rsp_read_reg(q->rsp, (int)vcpu, RSP_REG_RIP, &rip, err) < 0)
         return -1;
+    /* On a breakpoint of ours, the lifted one included (interrupted before
+     * it ran its first instruction, as under load): the resume must step
+     * it over, or it traps there again, a second event for one bug check
+     * (found by the soak). */
     for (size_t i = 0; i < q->nbps; i++)
-        if (q->bps[i] == rip && rip != q->lifted) {
-            q->stop_vcpu = (int)vcpu;   /* on another breakpoint of ours: step over it */
+        if (q->bps[i] == rip) {
+            q->stop_vcpu = (int)vcpu;
             q->stop_addr = rip;
         }
     for (size_t i = 0; i < q->nfollow; i++)
