@@ -84,7 +84,14 @@ class QMP:
         self.s.connect(path)
         self.buf = b""
         self.events = []
+        # QEMU 7.2 may write an event to a new client before its greeting
+        # (a session reset racing an event): keep it, as bsodmon does.
         greeting = self._read()
+        for _ in range(64):
+            if "QMP" in greeting or "event" not in greeting:
+                break
+            self.events.append(greeting)
+            greeting = self._read()
         assert "QMP" in greeting, greeting
         self.cmd("qmp_capabilities")
 

@@ -211,6 +211,36 @@ static void test_event_flood(void **state)
     finish(c, true);
 }
 
+/* QEMU 7.2 can write an event to a newly accepted client before its
+ * greeting (the soak met a GUEST_PANICKED first): the event is kept, the
+ * greeting still found. Endless events instead of a greeting are refused. */
+static void test_event_before_greeting(void **state)
+{
+    (void)state;
+    struct script s = { 0 };
+    script_add(&s, "< {\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, "
+               "\"event\": \"GUEST_PANICKED\", \"data\": {\"action\": "
+               "\"pause\"}}\\r\\n\n%s", greeting);
+    struct qmp_conn *c = start(&s, TIMEOUT_MS);
+    int major, minor, micro;
+    qmp_version(c, &major, &minor, &micro);
+    assert_int_equal(major, 7);
+    assert_int_equal(micro, 22);
+    json_object *ev, *name;
+    assert_int_equal(qmp_next_event(c, 0, &ev, NULL), 1);
+    assert_true(json_object_object_get_ex(ev, "event", &name));
+    assert_string_equal(json_object_get_string(name), "GUEST_PANICKED");
+    json_object_put(ev);
+    finish(c, true);
+
+    struct script t = { 0 };
+    for (int i = 0; i < QMP_EVENT_QUEUE + 1; i++)
+        script_add(&t, "< {\"event\": \"E%d\"}\\r\\n\n", i);
+    adopt_fails(t.buf, TIMEOUT_MS, "is not a QMP socket (its greeting has "
+                "no QMP version");
+    script_free(&t);
+}
+
 /* Typed helpers refuse replies of the wrong shape. */
 static void test_wrong_shapes(void **state)
 {
@@ -276,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_stale_and_late_replies),
         cmocka_unit_test(test_event_flood),
+        cmocka_unit_test(test_event_before_greeting),
         cmocka_unit_test(test_wrong_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
