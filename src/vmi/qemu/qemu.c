@@ -774,6 +774,11 @@ fail_early:
         guardian_disarm(q->guardian, q->guard_id);
     if (q->guardian == &q->own_guardian)
         guardian_end(&q->own_guardian, true);
+    /* A QEMU killed under the gdbserver command leaves its socket file
+     * (the path is ours: our directory, or our pid's name in libvirt's);
+     * the directory would not go with it inside (found by the soak). */
+    if (q->stub_path[0] != '\0')
+        unlink(q->stub_path);
     if (q->dir[0] != '\0')
         rmdir(q->dir);
     chan_release(q);
