@@ -20,6 +20,8 @@ static const struct blob_hdr *hdr(const struct layout *l)
     return (const struct blob_hdr *)l->blob;
 }
 
+static void build_index(struct layout *l);
+
 void layout_open(struct layout *l, const void *blob, u64 size)
 {
     l->blob = blob;
@@ -37,15 +39,61 @@ void layout_open(struct layout *l, const void *blob, u64 size)
     l->pdb_name[32] = 0;
     memcpy(l->guid_age, h->guid_age, 48);
     l->guid_age[48] = 0;
+    build_index(l);
+}
+
+/* FNV-1a of a key: its bytes up to a NUL or `max`; *len gets their count. */
+static u32 key_hash(const char *k, size_t max, size_t *len)
+{
+    u32 h = 2166136261u;
+    size_t n = 0;
+    for (; n < max && k[n]; n++)
+        h = (h ^ (u8)k[n]) * 16777619u;
+    *len = n;
+    return h;
+}
+
+static bool key_is(const struct blob_kv *kv, const char *key, size_t klen)
+{
+    return klen < 56 && memcmp(kv->key, key, klen) == 0 && kv->key[klen] == 0;
+}
+
+/* The first of equal keys wins, as in a scan. */
+static void build_index(struct layout *l)
+{
+    const struct blob_hdr *h = hdr(l);
+    const struct blob_kv *kv = (const struct blob_kv *)(l->blob + h->kv_off);
+    l->indexed = false;
+    if (h->n_kv > LAYOUT_INDEX_SLOTS / 2)
+        return;
+    memset(l->index, 0, sizeof l->index);
+    for (u32 i = 0; i < h->n_kv; i++) {
+        size_t len;
+        u32 s = key_hash(kv[i].key, 56, &len) & (LAYOUT_INDEX_SLOTS - 1);
+        if (len == 56)
+            continue;               /* no NUL: no key can equal it */
+        while (l->index[s] && !key_is(&kv[l->index[s] - 1], kv[i].key, len))
+            s = (s + 1) & (LAYOUT_INDEX_SLOTS - 1);
+        if (!l->index[s])
+            l->index[s] = (u16)(i + 1);
+    }
+    l->indexed = true;
 }
 
 u64 layout_get(const struct layout *l, const char *key)
 {
     const struct blob_hdr *h = hdr(l);
     const struct blob_kv *kv = (const struct blob_kv *)(l->blob + h->kv_off);
-    size_t klen = strlen(key);
+    size_t klen;
+    u32 s = key_hash(key, 56, &klen) & (LAYOUT_INDEX_SLOTS - 1);
+    if (l->indexed) {
+        for (; l->index[s]; s = (s + 1) & (LAYOUT_INDEX_SLOTS - 1))
+            if (key_is(&kv[l->index[s] - 1], key, klen))
+                return kv[l->index[s] - 1].value;
+        return LAYOUT_ABSENT;
+    }
     for (u32 i = 0; i < h->n_kv; i++)
-        if (klen < 56 && memcmp(kv[i].key, key, klen) == 0 && kv[i].key[klen] == 0)
+        if (key_is(&kv[i], key, klen))
             return kv[i].value;
     return LAYOUT_ABSENT;
 }
