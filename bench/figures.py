@@ -136,8 +136,9 @@ def fig_latency_attach_rss(ctx):
         row("1", "analysis cost: the same, the follow's share", "ms",
             lat["analysis"], lat["nofollow"], "bsodmon --bsodmon-follow-ms 0", None, "lower",
             "the follow runs the crashing vCPU on from KeBugCheck2 to HvlLogGuestCrashInformation "
-            "under hardware breakpoints: a second stop of the VM, and (TCG) a first translation "
-            "of the code on the way"),
+            "under hardware breakpoints: a second stop of the VM, and (TCG) every block on the "
+            "way translated again, since QEMU 7.2 flushes its translation cache at every "
+            "breakpoint stop (bench/tb-flush-probe)"),
         row("2", "attach: start -> breakpoint armed (.json.xz via --symbols-dir)", "ms",
             attach["bsodmon"], attach["gdb"], "gdb start -> hbreak set (address by hand)",
             ("<= 150 ms", lambda r: r["bsodmon"] <= 150), "lower",
