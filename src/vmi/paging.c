@@ -138,7 +138,43 @@ static void tlb_fill(struct paging *pg, uint64_t va, const struct paging_xlat *x
         pg->tlb_used++;
 }
 
-static int walk(const struct paging *pg, uint64_t va, struct paging_xlat *out,
+static unsigned level_shift(int level)
+{
+    return 12 + 9 * (unsigned)level;
+}
+
+/* The lowest table the cache knows for va: its level and contents. */
+static int psc_lookup(const struct paging *pg, uint64_t va, int levels, uint64_t *table,
+                      bool *rw, bool *us, bool *nx)
+{
+    for (int level = 1; level < levels; level++)
+        for (unsigned i = 0; i < pg->psc_used; i++) {
+            const struct paging_psc_entry *c = &pg->psc[i];
+            if (c->level == level && c->key == va >> level_shift(level)) {
+                *table = c->table;
+                *rw = c->rw, *us = c->us, *nx = c->nx;
+                return level;
+            }
+        }
+    return levels;
+}
+
+static void psc_fill(struct paging *pg, int level, uint64_t va, uint64_t table, bool rw,
+                     bool us, bool nx)
+{
+    for (unsigned i = 0; i < pg->psc_used; i++)
+        if (pg->psc[i].level == level && pg->psc[i].key == va >> level_shift(level))
+            return;
+    pg->psc[pg->psc_next] = (struct paging_psc_entry){
+        .level = level, .key = va >> level_shift(level), .table = table,
+        .rw = rw, .us = us, .nx = nx,
+    };
+    pg->psc_next = (pg->psc_next + 1) % PAGING_PSC_SIZE;
+    if (pg->psc_used < PAGING_PSC_SIZE)
+        pg->psc_used++;
+}
+
+static int walk(struct paging *pg, uint64_t va, struct paging_xlat *out,
                 struct bm_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -157,10 +193,11 @@ static int walk(const struct paging *pg, uint64_t va, struct paging_xlat *out,
     int levels = pg->mode == PAGING_IA32E_5 ? 5 : 4;
     uint64_t table = pg->cr3 & mask;
     bool rw = true, us = true, nx = false;
+    int start = psc_lookup(pg, va, levels, &table, &rw, &us, &nx);
 
     /* One entry per level: the walk is bounded even if a table points at
      * itself (Windows' self-map does exactly that). */
-    for (int level = levels; level >= 1; level--) {
+    for (int level = start; level >= 1; level--) {
         unsigned shift = 12 + 9 * (unsigned)(level - 1);
         uint64_t entry_pa = table + ((va >> shift) & 0x1ff) * 8;
         uint64_t entry;
@@ -204,6 +241,7 @@ static int walk(const struct paging *pg, uint64_t va, struct paging_xlat *out,
             return 0;
         }
         table = entry & mask;
+        psc_fill(pg, level - 1, va, table, rw, us, nx);
     }
     /* Not reached: level 1 always returns. */
     return bm_err_set(err, "translating 0x%016" PRIx64 ": walk did not end", va);

@@ -51,12 +51,26 @@ struct paging_xlat {
  * page once (4-5 physical reads saved per hit; when memory is read
  * through QEMU's debug server, each is a round trip). A walker therefore belongs to one stop of the guest:
  * build a new one (paging_init) whenever the vCPUs may have run. Failed
- * walks are not remembered. */
+ * walks are not remembered. It also remembers, as a CPU's paging-structure
+ * caches do, the tables its last PAGING_PSC_SIZE walks went through, so a
+ * new page beside one already walked costs one read (its PTE), not four:
+ * a module list or a process list spread over many pages of one region. */
 #define PAGING_TLB_SIZE 8
+#define PAGING_PSC_SIZE 16
 
 struct paging_tlb_entry {
     uint64_t va_base;       /* va of the page's first byte */
     struct paging_xlat x;   /* x.pa: physical address of that byte */
+};
+
+/* A table a walk went through: the one at `level` (1: a page table,
+ * 2: a page directory, ...) for the virtual range key << (12 + 9 * level),
+ * with the access rights of the entries above it. */
+struct paging_psc_entry {
+    int level;
+    uint64_t key;
+    uint64_t table;
+    bool rw, us, nx;
 };
 
 struct paging {
@@ -67,6 +81,8 @@ struct paging {
     void *ctx;              /* passed to read_phys */
     unsigned tlb_used, tlb_next;
     struct paging_tlb_entry tlb[PAGING_TLB_SIZE];
+    unsigned psc_used, psc_next;
+    struct paging_psc_entry psc[PAGING_PSC_SIZE];
 };
 
 /* The mode a vCPU is in, from CR0, CR4 and EFER (IA32_EFER MSR). */

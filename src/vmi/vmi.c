@@ -94,13 +94,12 @@ int vmi_resume(const struct vmi *v, struct bm_err *err)
 }
 
 int vmi_run_to(const struct vmi *v, unsigned vcpu, const uint64_t *addrs, size_t n,
-               int timeout_ms, void (*work)(void *ctx), void *ctx, uint64_t *hit,
-               struct bm_err *err)
+               int timeout_ms, uint64_t *hit, struct bm_err *err)
 {
     NEED(v, run_to);
     if (n == 0 || n > VMI_RUN_TO_MAX)
         return bm_err_set(err, "run_to: %zu addresses (1..%d)", n, VMI_RUN_TO_MAX);
-    return v->ops->run_to(v->be, vcpu, addrs, n, timeout_ms, work, ctx, hit, err);
+    return v->ops->run_to(v->be, vcpu, addrs, n, timeout_ms, hit, err);
 }
 
 int vmi_event_fd(const struct vmi *v)

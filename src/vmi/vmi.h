@@ -68,7 +68,7 @@ struct vmi_ops {
     int (*resume)(void *be, struct bm_err *err);
     /* Optional: see vmi_run_to. */
     int (*run_to)(void *be, unsigned vcpu, const uint64_t *addrs, size_t n, int timeout_ms,
-                  void (*work)(void *ctx), void *ctx, uint64_t *hit, struct bm_err *err);
+                  uint64_t *hit, struct bm_err *err);
     /* A descriptor that becomes readable when poll_event may have news. */
     int (*event_fd)(void *be);
     /* 1 with *ev, 0 when nothing yet, -1 on error. Never blocks. */
@@ -102,9 +102,7 @@ int vmi_resume(const struct vmi *v, struct bm_err *err);
  * `vcpu`, stopped on one of our breakpoints, runs alone (the others stay
  * stopped) until it reaches one of addrs[0..n) (n <= VMI_RUN_TO_MAX;
  * hardware breakpoints, whatever --software-breakpoints says), for at most
- * timeout_ms. `work(ctx)` (may be NULL) runs while it does, or before when
- * the backend cannot read guest RAM with the vCPUs running; it may read
- * guest memory but not registers. Returns 1 when an address was reached
+ * timeout_ms. Returns 1 when an address was reached
  * (*hit), 0 when none was within the bound; in both cases the guest is
  * stopped again on return. The temporary breakpoints stay inserted until
  * the next resume or detach, which remove them before anything runs (as a
@@ -112,8 +110,7 @@ int vmi_resume(const struct vmi *v, struct bm_err *err);
  * is stopped when that could be done). */
 #define VMI_RUN_TO_MAX 4
 int vmi_run_to(const struct vmi *v, unsigned vcpu, const uint64_t *addrs, size_t n,
-               int timeout_ms, void (*work)(void *ctx), void *ctx, uint64_t *hit,
-               struct bm_err *err);
+               int timeout_ms, uint64_t *hit, struct bm_err *err);
 int vmi_event_fd(const struct vmi *v);
 int vmi_poll_event(const struct vmi *v, struct vmi_event *ev, struct bm_err *err);
 int vmi_detach(const struct vmi *v, bool leave_paused, struct bm_err *err);

@@ -99,7 +99,7 @@ static int run_op(struct rsp_conn *c, enum op op, struct bm_err *err)
         size_t before = rsp_bp_count(c);
         bool was_running = rsp_running(c);
         r = rsp_bp_batch(c, b, 3, op == OP_BATCH_RUN0 ? 0 : op == OP_BATCH_ALL ? RSP_RESUME_ALL
-                                                      : RSP_RESUME_NONE, NULL, NULL, err);
+                                                      : RSP_RESUME_NONE, err);
         FUZZ_CHECK(rsp_bp_count(c) <= before + 2);
         if (op == OP_BATCH)
             FUZZ_CHECK(rsp_running(c) == was_running);  /* no resume asked for */

@@ -23,8 +23,7 @@
 #include "win/wincore.h"
 
 /* What the event reads from guest memory besides the registers: the
- * crashing process and the analysis. Runs while the crashing vCPU goes on
- * to where the kernel stores the final code (vmi_run_to), or at once. */
+ * crashing process and the analysis, at KeBugCheck2's entry. */
 struct reads {
     struct plugin_host *host;
     const struct vmi_regs *r;
@@ -33,7 +32,6 @@ struct reads {
     struct triage_input in;
     struct triage t;
     long analysis_us;
-    bool done;
 };
 
 struct bsodmon {
@@ -95,11 +93,9 @@ static void warn(const char *what, const struct bm_err *e)
     bm_log("%s: %s", what, bm_err_msg(e));
 }
 
-static void do_reads(void *ctx)
+static void do_reads(struct reads *x)
 {
-    struct reads *x = ctx;
     struct bm_err e = BM_ERR_INIT;
-    x->done = true;
     if (win_current(x->host->vmi, x->r, x->host->kernel, &x->cur, &e) < 0) {
         warn("reading the crashing process", &e);
         bm_err_clear(&e);
@@ -129,6 +125,72 @@ static size_t follow_points(const struct win_kernel *k, uint64_t out[2])
     if (k->prof.KiDisplayBlueScreen.present)
         out[n++] = k->base + k->prof.KiDisplayBlueScreen.value;
     return n;
+}
+
+/* One follow of a bug check (vmi_run_to) and what it found. */
+struct follow {
+    bool tried;
+    int followed;               /* vmi_run_to's: -1 failed, 0 not reached, 1 reached */
+    long us;
+    uint64_t hit;
+    bool have_fin;              /* KiBugCheckData and KiBugCheckDriver read */
+    struct winbc_final fin;
+    char err[200];
+};
+
+static void follow_bug_check(struct plugin_host *host, unsigned vcpu, const struct vmi_regs *r,
+                             const uint64_t *points, size_t npoints, struct follow *f)
+{
+    struct bm_err e = BM_ERR_INIT;
+    struct timespec t0, t1;
+    f->tried = true;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    f->followed = vmi_run_to(host->vmi, vcpu, points, npoints, host->opts->bsodmon_follow_ms,
+                             &f->hit, &e);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    f->us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    if (f->followed <= 0) {
+        if (e.set)
+            snprintf(f->err, sizeof f->err, "%s", bm_err_msg(&e));
+        return;
+    }
+    /* A fresh walker: the guest ran since the last one was built. */
+    struct paging pg;
+    if (vmi_paging(host->vmi, r, r->cr3, &pg, &e) == 0 &&
+        winbc_read(paging_read_virt_cb, &pg, &host->kernel->prof, host->kernel->base, &f->fin,
+                   &e) == 0)
+        f->have_fin = true;
+    else
+        snprintf(f->err, sizeof f->err, "%s", bm_err_msg(&e));
+}
+
+/* -v: how the follow went; its errors always. `after` the event: the
+ * follow was for the crash dump, and the event's code came from the entry
+ * rules, so a kernel that stored another says so. */
+static void log_follow(struct plugin_host *host, const struct follow *f, const struct triage *t,
+                       bool after)
+{
+    if (!f->tried)
+        return;
+    if (f->followed >= 0 && host->opts->verbose) {
+        const struct win_kernel *k = host->kernel;
+        bool hvl = k->prof.HvlLogGuestCrashInformation.present &&
+                   f->hit == k->base + k->prof.HvlLogGuestCrashInformation.value;
+        bm_log("follow%s: %s in %ld us%s%s", after ? " (for the crash dump)" : "",
+               f->followed == 1 ? "reached" : "not reached", f->us,
+               f->followed != 1 ? "" : f->hit == 0 ? " (HvlLogGuestCrashInformation or KiDisplayBlueScreen)"
+               : hvl ? " (HvlLogGuestCrashInformation)" : " (KiDisplayBlueScreen)",
+               t->reported_stored ? "; the reported code is the one KiBugCheckData holds"
+                                  : "; the reported code comes from the entry state");
+    }
+    if (f->err[0] != '\0')
+        bm_log("follow: %s%s", f->err, t->reported_stored || after ? ""
+               : " (the entry state's rules decide the reported code)");
+    if (after && f->have_fin && t->has_reported && (uint32_t)f->fin.data[0] != 0 &&
+        (uint32_t)f->fin.data[0] != t->reported)
+        bm_log("follow: the kernel stored 0x%" PRIx32 " where the event reported 0x%" PRIx32
+               " from the entry state; the crash dump carries the kernel's",
+               (uint32_t)f->fin.data[0], t->reported);
 }
 
 static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
@@ -177,55 +239,22 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         .kernel_base = host->kernel->base, .read = paging_read_virt_cb, .ctx = &pg,
         .modules = &b->modules,
     };
-    /* The code Windows stores: the crashing vCPU runs on alone to a point
-     * past the rewrites, for at most --bsodmon-follow-ms, while the reads
-     * above are made. Hardware breakpoints only; none is left behind. */
-    uint64_t points[2], hit = 0;
+    do_reads(xp);
+    /* The code Windows stores, where the entry state does not decide it:
+     * the crashing vCPU runs on alone to a point past the rewrites, for at
+     * most --bsodmon-follow-ms. Hardware breakpoints only; none is left
+     * behind. */
+    uint64_t points[2];
     size_t npoints = xp->analyse && have_pg && host->opts->bsodmon_follow_ms > 0
                      ? follow_points(host->kernel, points) : 0;
-    int followed = -1;          /* -1 not tried, 0 not reached, 1 reached */
-    long follow_us = -1;
-    struct winbc_final fin;
-    bool have_fin = false;
-    char follow_err[200] = "";
-    if (npoints > 0) {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        followed = vmi_run_to(host->vmi, vcpu, points, npoints, host->opts->bsodmon_follow_ms,
-                              do_reads, xp, &hit, &e);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        follow_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
-        if (followed <= 0 && e.set) {
-            snprintf(follow_err, sizeof follow_err, "%s", bm_err_msg(&e));
-            bm_err_clear(&e);
-        }
-        if (!xp->done)
-            do_reads(xp);       /* it failed before the reads ran */
-        if (followed == 1) {
-            /* A fresh walker: the guest ran since the last one was built. */
-            struct paging pg2;
-            if (vmi_paging(host->vmi, &r, r.cr3, &pg2, &e) == 0 &&
-                winbc_read(paging_read_virt_cb, &pg2, &host->kernel->prof, host->kernel->base,
-                           &fin, &e) == 0) {
-                have_fin = true;
-                triage_final(&xp->in, &fin, &xp->t);
-            } else {
-                snprintf(follow_err, sizeof follow_err, "%s", bm_err_msg(&e));
-                bm_err_clear(&e);
-            }
-        }
-    } else {
-        do_reads(xp);
+    struct follow fo = { .tried = false };
+    if (npoints > 0 && triage_wants_stored(&xp->in, &xp->t)) {
+        follow_bug_check(host, vcpu, &r, points, npoints, &fo);
+        if (fo.have_fin)
+            triage_final(&xp->in, &fo.fin, &xp->t);
     }
     if (xp->analyse)
         nfields += analysis_fields(&xp->t, b->mod, sizeof b->mod, fields + nfields);
-    if (have_fin && (uint32_t)fin.data[0] != 0) {
-        /* The crash dump is taken here, where Windows' own writer would be:
-         * its header carries what the kernel stored. */
-        c.has_final = true;
-        c.final_code = (uint32_t)fin.data[0];
-        memcpy(c.final_p, fin.data + 1, sizeof c.final_p);
-    }
     struct win_current cur = xp->cur;
     struct triage t = xp->t;
     long analysis_us = xp->analysis_us;
@@ -250,19 +279,20 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
         return PLUGIN_EXIT;
     }
     /* Diagnostics only after the event is out. */
-    if (followed >= 0 && host->opts->verbose) {
-        const struct win_kernel *k = host->kernel;
-        bool hvl = k->prof.HvlLogGuestCrashInformation.present &&
-                   hit == k->base + k->prof.HvlLogGuestCrashInformation.value;
-        bm_log("follow: %s in %ld us%s%s", followed == 1 ? "reached" : "not reached", follow_us,
-               followed != 1 ? "" : hit == 0 ? " (HvlLogGuestCrashInformation or KiDisplayBlueScreen)"
-               : hvl ? " (HvlLogGuestCrashInformation)" : " (KiDisplayBlueScreen)",
-               t.reported_stored ? "; the reported code is the one KiBugCheckData holds"
-                                 : "; the reported code comes from the entry state");
+    log_follow(host, &fo, &t, false);
+    /* A crash dump is taken where Windows' own writer would be, past the
+     * rewrites: when the event did not need the follow, it is made now
+     * (the event is out; it only delays the dump). */
+    if (npoints > 0 && !fo.tried && host->opts->crashdump_dir != NULL) {
+        follow_bug_check(host, vcpu, &r, points, npoints, &fo);
+        log_follow(host, &fo, &t, true);
     }
-    if (follow_err[0] != '\0')
-        bm_log("follow: %s%s", follow_err, t.reported_stored ? ""
-               : " (the entry state's rules decide the reported code)");
+    if (fo.have_fin && (uint32_t)fo.fin.data[0] != 0) {
+        /* The dump's header carries what the kernel stored. */
+        c.has_final = true;
+        c.final_code = (uint32_t)fo.fin.data[0];
+        memcpy(c.final_p, fo.fin.data + 1, sizeof c.final_p);
+    }
     if (analysis_us >= 0 && host->opts->verbose) {
         bm_log("analysis took %ld us (%zu modules walked)", analysis_us, b->modules.n);
         if (t.failed_reads > 0)

@@ -43,6 +43,22 @@ static void reported(const struct triage_input *in, const struct bcp_code *c,
     if (code == 0x4C) {
         t->has_reported = true;
         t->reported = (uint32_t)in->p[0];
+        /* KiBugCheckData[1..4] := the four hard-error parameters at P2. */
+        uint64_t hp[4];
+        struct bm_err e = BM_ERR_INIT;
+        if (in->prof == NULL)
+            return;                 /* no profile: nothing read */
+        if (in->read(in->ctx, in->p[1], hp, sizeof hp, &e) < 0) {
+            failed(t, "hard-error parameters", &e);
+            bm_err_clear(&e);
+            return;
+        }
+        t->hard_error_params_read = true;
+        for (int i = 0; i < 4; i++) {
+            t->reported_params[i] = hp[i];
+            if (hp[i] != in->p[i])
+                t->has_reported_params = true;
+        }
         return;
     }
     if (code == 0x0A) {
@@ -211,6 +227,20 @@ void triage_analyse(const struct triage_input *in, struct triage *t)
 
     reported(in, c, in->modules, mods_ok, ip_mod, t);
     bucket(in, c, t);
+}
+
+bool triage_wants_stored(const struct triage_input *in, const struct triage *t)
+{
+    if (!t->has_reported)
+        return true;                /* 0x50, 0xA with the IP in the kernel, unknown codes */
+    switch ((uint32_t)in->code) {
+    case 0x4C:
+        return !t->hard_error_params_read;
+    case 0xBE: case 0xCB: case 0xD8: case 0xEA: case 0xFC:
+        return true;                /* KeBugCheck2 names the driver (KiBugCheckDriver) */
+    default:
+        return false;
+    }
 }
 
 void triage_final(const struct triage_input *in, const struct winbc_final *f, struct triage *t)

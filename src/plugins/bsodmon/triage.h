@@ -12,7 +12,8 @@
  * The reported code (ReportedBugCheckCode) follows
  * ../shared/notes/bugcheck-parameters.md 2.3, only where it is decided by
  * what the entry state shows:
- *   0x4C  -> P1 (the hard-error status), always;
+ *   0x4C  -> P1 (the hard-error status), always, and the reported
+ *            parameters are the four hard-error parameters P2 points to;
  *   0xA   -> 0xD1 when the IP lies in a loaded module other than the first
  *            two of PsLoadedModuleList (ntoskrnl, HAL), or in none of them
  *            while both were read; when the IP is in ntoskrnl or HAL the
@@ -22,12 +23,15 @@
  *            session state not read here);
  *   every other code of the parameter table -> itself (the note lists no
  *   rewrite for it).
- * Those rules are the fallback. When bsodmon could follow the bug check to
- * where the kernel has stored its final data (bsodmon.c, vmi_run_to),
- * triage_final replaces them with what KiBugCheckData holds then, with
- * the final parameters where they differ from the entry's and the driver
- * KiBugCheckDriver names. At KeBugCheck2's entry KiBugCheckData still
- * holds zeros or an earlier crash, so it is never read there.
+ * Where those rules decide everything the kernel will store
+ * (triage_wants_stored), they are the answer and the event does not wait.
+ * Otherwise bsodmon follows the bug check to where the kernel has stored
+ * its final data (bsodmon.c, vmi_run_to), and triage_final replaces the
+ * rules with what KiBugCheckData holds then, with the final parameters
+ * where they differ from the entry's and the driver KiBugCheckDriver
+ * names; when the follow cannot get there the rules stay. At KeBugCheck2's
+ * entry KiBugCheckData still holds zeros or an earlier crash, so it is
+ * never read there.
  */
 #ifndef BM_PLUGINS_BSODMON_TRIAGE_H
 #define BM_PLUGINS_BSODMON_TRIAGE_H
@@ -57,7 +61,8 @@ struct triage {
     bool has_reported;
     uint32_t reported;
     bool reported_stored;           /* from KiBugCheckData, not the entry rules */
-    bool has_reported_params;       /* the stored P1..P4, when they differ */
+    bool has_reported_params;       /* the final P1..P4, when they differ */
+    bool hard_error_params_read;    /* 0x4C: the four values at P2 were read */
     uint64_t reported_params[4];
     bool has_driver;                /* KiBugCheckDriver's name */
     char driver[WINMOD_NAME_MAX + 1];
@@ -88,6 +93,18 @@ struct triage {
 /* Never fails: what cannot be decoded is absent. Bounded: one module-list
  * walk (WINMOD_MAX entries) and a handful of record reads. */
 void triage_analyse(const struct triage_input *in, struct triage *out);
+
+/* Whether what KeBugCheck2 stores after entry could differ from what the
+ * entry rules gave t, so that following the bug check is worth its cost
+ * (under TCG a start and a stop of the VM, ~1 ms): the reported code
+ * undecided (0x50; 0xA with the IP in ntoskrnl or HAL, or the module list
+ * unread; a code the parameter table lacks), 0x4C's hard-error parameters
+ * unread, or a code for which KeBugCheck2 names the failing driver in
+ * KiBugCheckDriver (0xBE, 0xCB, 0xD8, 0xEA, 0xFC). For every other code
+ * ../shared/notes/bugcheck-parameters.md 2.3 lists no change; what
+ * KiFilterBugCheckInfo does after the rewrites is not known, and is not
+ * waited for. */
+bool triage_wants_stored(const struct triage_input *in, const struct triage *t);
 
 /* What KeBugCheck2 stored (read once it had stored it) over the entry
  * rules: the reported code is KiBugCheckData[0]'s low 32 bits (a 0 there

@@ -297,8 +297,7 @@ static int be_resume(void *be, struct bm_err *err)
         q->nfollow = 0;
         q->has_lifted = false;
         bool step = q->stop_vcpu >= 0;
-        int rc = rsp_bp_batch(q->rsp, ops, k, step ? RSP_RESUME_NONE : RSP_RESUME_ALL, NULL,
-                              NULL, err);
+        int rc = rsp_bp_batch(q->rsp, ops, k, step ? RSP_RESUME_NONE : RSP_RESUME_ALL, err);
         if (rc < 0 || !step) {
             q->running = rsp_running(q->rsp);
             if (rc < 0)
@@ -334,7 +333,7 @@ static int64_t now_us(void)
  * write. The other vCPUs stay stopped, so none of them can reach a
  * breakpoint meanwhile; the lifted one is back before they run. */
 static int be_run_to(void *be, unsigned vcpu, const uint64_t *addrs, size_t n, int timeout_ms,
-                     void (*work)(void *), void *ctx, uint64_t *hit, struct bm_err *err)
+                     uint64_t *hit, struct bm_err *err)
 {
     struct qemu_be *q = be;
     if (need_stopped(q, err) < 0)
@@ -361,14 +360,10 @@ static int be_run_to(void *be, unsigned vcpu, const uint64_t *addrs, size_t n, i
     }
     if (nw == 0)
         return bm_err_set(err, "run_to: every address is one of our own breakpoints");
-    bool early = q->ram.path == VMI_MEM_STUB;   /* stub reads need the guest stopped */
-    if (early && work != NULL)
-        work(ctx);
     int64_t deadline = now_us() + (int64_t)timeout_ms * 1000;
     q->regs_vcpu = -1;
     struct bm_err be_err = BM_ERR_INIT;
-    /* The work runs while the stub answers and the vCPU runs. */
-    int rc = rsp_bp_batch(q->rsp, ops, k, (int)vcpu, early ? NULL : work, ctx, &be_err);
+    int rc = rsp_bp_batch(q->rsp, ops, k, (int)vcpu, &be_err);
     q->has_lifted = !rsp_bp_has(q->rsp, q->stop_addr, bp_kind(q));
     q->lifted = q->stop_addr;
     q->nfollow = 0;

@@ -573,7 +573,7 @@ int rsp_bp_remove_all(struct rsp_conn *c, struct bm_err *err)
 }
 
 int rsp_bp_batch(struct rsp_conn *c, const struct rsp_bp_op *ops, size_t n,
-                 int resume_vcpu, void (*between)(void *ctx), void *ctx, struct bm_err *err)
+                 int resume_vcpu, struct bm_err *err)
 {
     if (usable(c, true, err) < 0)
         return -1;
@@ -613,8 +613,6 @@ int rsp_bp_batch(struct rsp_conn *c, const struct rsp_bp_op *ops, size_t n,
         c->running = true;
         c->g_tid = 0;
     }
-    if (between != NULL)
-        between(ctx);
     /* Once the vCPUs run, any byte that reaches QEMU stops them (measured:
      * the acks of these replies, sent after the vCont;c, came back as a
      * T02 at once). QEMU's system-mode stub sends each reply once and

@@ -148,14 +148,12 @@ struct rsp_bp_op {
  * RSP_RESUME_ALL, every vCPU. The replies are read before returning. The
  * bookkeeping of rsp_bp_count follows what the stub answered; the first
  * refusal is the error. When a resume was asked for, the vCPUs run on
- * return even if a change was refused (rsp_running says so). `between`
- * (may be NULL) runs once the packets are sent, before the replies are
- * read: work that overlaps the stub's. */
+ * return even if a change was refused (rsp_running says so). */
 #define RSP_RESUME_NONE (-1)
 #define RSP_RESUME_ALL (-2)
 #define RSP_BATCH_MAX 8
 int rsp_bp_batch(struct rsp_conn *c, const struct rsp_bp_op *ops, size_t n,
-                 int resume_vcpu, void (*between)(void *ctx), void *ctx, struct bm_err *err);
+                 int resume_vcpu, struct bm_err *err);
 
 /* Resume all vCPUs. Returns once the stub acked; then poll rsp_fd() and
  * call rsp_poll_stop(), or block in rsp_wait_stop(). */

@@ -222,6 +222,57 @@ static void test_hostile_module_list(void **state)
 
 /* What KeBugCheck2 stored replaces the entry rules: the code, the
  * parameters when they differ, the driver, and the bucket with that code. */
+/* Whether the follow is worth its cost: only where the kernel's stored
+ * data can differ from the entry rules. */
+static void test_wants_stored(void **state)
+{
+    (void)state;
+    struct triage t;
+    struct triage_input in = {
+        .code = 0x4C, .p = { 0xC000021A, TW_RECORDS + 0x200, 0, 0 }, .prof = &w->prof,
+        .kernel_base = TW_KBASE, .read = fakevm_read, .ctx = &w->vm, .modules = &mods,
+    };
+    /* 0x4C: the four hard-error parameters at P2 are the reported ones. */
+    for (int i = 0; i < 4; i++)
+        tw_put64(w, TW_RECORDS + 0x200 + 8 * i, UINT64_C(0x1000) + (uint64_t)i);
+    triage_analyse(&in, &t);
+    assert_true(t.has_reported && t.hard_error_params_read && t.has_reported_params);
+    assert_int_equal(t.reported, 0xC000021A);
+    assert_int_equal(t.reported_params[0], 0x1000);
+    assert_int_equal(t.reported_params[3], 0x1003);
+    assert_false(triage_wants_stored(&in, &t));
+    /* ... and when they cannot be read, the kernel's copy is wanted. */
+    in.p[1] = UINT64_C(0xffffa00000500000);
+    triage_analyse(&in, &t);
+    assert_true(t.has_reported);
+    assert_false(t.hard_error_params_read || t.has_reported_params);
+    assert_int_equal(t.failed_reads, 1);
+    assert_true(triage_wants_stored(&in, &t));
+    /* A code KeBugCheck2 does not rewrite: the rules decide. */
+    in.code = 0x1E;
+    in.p[0] = 0xC0000005; in.p[1] = DRV_IP; in.p[2] = 0; in.p[3] = 0;
+    triage_analyse(&in, &t);
+    assert_false(triage_wants_stored(&in, &t));
+    /* 0xA with the IP in a driver: 0xD1, decided; in ntoskrnl: not. */
+    in.code = 0xA;
+    in.p[0] = 0x10; in.p[1] = 2; in.p[2] = 1; in.p[3] = DRV_IP;
+    triage_analyse(&in, &t);
+    assert_true(t.has_reported);
+    assert_false(triage_wants_stored(&in, &t));
+    in.p[3] = TW_MOD(0) + 0x100;
+    triage_analyse(&in, &t);
+    assert_true(triage_wants_stored(&in, &t));
+    /* 0x50 (special pool, unloaded drivers), a driver-naming code, a code
+     * the table lacks: the kernel's data decides. */
+    static const uint32_t follow[] = { 0x50, 0xD8, 0xEA, 0xBE, 0xFC, 0xCB, 0x7A5A };
+    for (size_t i = 0; i < sizeof follow / sizeof follow[0]; i++) {
+        in.code = follow[i];
+        in.p[0] = 0; in.p[1] = 0; in.p[2] = 0; in.p[3] = 0;
+        triage_analyse(&in, &t);
+        assert_true(triage_wants_stored(&in, &t));
+    }
+}
+
 static void test_final(void **state)
 {
     (void)state;
@@ -277,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_critical_process),
         cmocka_unit_test(test_region_and_hard_error),
         cmocka_unit_test(test_hostile_module_list),
+        cmocka_unit_test(test_wants_stored),
         cmocka_unit_test(test_final),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

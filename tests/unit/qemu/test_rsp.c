@@ -264,7 +264,7 @@ static void test_batch_follow(void **state)
     assert_int_equal(vcpu, replay_expect_u64(f, "vcpu"));
 
     const struct rsp_bp_op run[] = { { lin, RSP_BP_HW, false }, { nxt, RSP_BP_HW, true } };
-    OK(rsp_bp_batch(c, run, 2, vcpu, NULL, NULL, E));
+    OK(rsp_bp_batch(c, run, 2, vcpu, E));
     assert_true(rsp_running(c));
     assert_false(rsp_bp_has(c, lin, RSP_BP_HW));
     assert_true(rsp_bp_has(c, nxt, RSP_BP_HW));
@@ -275,7 +275,7 @@ static void test_batch_follow(void **state)
     assert_int_equal(rip, replay_expect_u64(f, "follow.rip"));
 
     const struct rsp_bp_op back[] = { { nxt, RSP_BP_HW, false }, { lin, RSP_BP_HW, true } };
-    OK(rsp_bp_batch(c, back, 2, RSP_RESUME_ALL, NULL, NULL, E));
+    OK(rsp_bp_batch(c, back, 2, RSP_RESUME_ALL, E));
     assert_true(rsp_running(c));
     assert_int_equal(rsp_bp_count(c), 1);
     assert_int_equal(rsp_wait_stop(c, &s, TIMEOUT_MS, NULL), 1);
