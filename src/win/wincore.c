@@ -37,6 +37,7 @@ static int discover(const struct vmi *v, unsigned vcpu, struct win_kernel *k,
     struct paging pg;
     if (vmi_get_regs(v, vcpu, &r, err) < 0 || vmi_paging(v, &r, r.cr3, &pg, err) < 0)
         return -1;
+    k->regs = r;
     if (pg.mode != PAGING_IA32E_4 && pg.mode != PAGING_IA32E_5)
         return bm_err_set(err, "vCPU %u is not in 64-bit long mode (%s paging): no x64 Windows "
                           "kernel running", vcpu, paging_mode_name(pg.mode));

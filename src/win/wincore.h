@@ -29,6 +29,7 @@ struct win_kernel {
     char no_call_why[BM_ERR_MSG_MAX]; /* why KeBugCheckEx gave no KeBugCheck2 */
     bool has_bcx;               /* KeBugCheckEx read at discovery, decoded only */
     struct winkernel_bugcheckex bcx; /* when no profile names KeBugCheck2 */
+    struct vmi_regs regs;       /* the discovering vCPU's, then (paging mode, CR3, KPCR) */
 };
 
 /* Find ntoskrnl from the kernel pointers vCPU `vcpu` holds (IDT entries,
