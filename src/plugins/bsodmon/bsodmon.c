@@ -93,6 +93,25 @@ static void warn(const char *what, const struct bm_err *e)
     bm_log("%s: %s", what, bm_err_msg(e));
 }
 
+/* The reads of one bug check with `code` and `p` on a vCPU with registers
+ * r, through pg (NULL: no walker, so no profile-based analysis). */
+static void reads_setup(struct bsodmon *b, struct plugin_host *host, const struct vmi_regs *r,
+                        uint64_t code, const uint64_t p[4], struct paging *pg)
+{
+    struct reads *x = &b->x;
+    memset(x, 0, sizeof *x);
+    x->host = host;
+    x->r = r;
+    x->analyse = !host->opts->bsodmon_no_analysis;
+    x->analysis_us = -1;
+    x->in = (struct triage_input){
+        .code = code, .p = { p[0], p[1], p[2], p[3] },
+        .prof = host->kernel->has_profile && pg != NULL ? &host->kernel->prof : NULL,
+        .kernel_base = host->kernel->base, .read = paging_read_virt_cb, .ctx = pg,
+        .modules = &b->modules,
+    };
+}
+
 static void do_reads(struct reads *x)
 {
     struct bm_err e = BM_ERR_INIT;
@@ -228,17 +247,7 @@ static enum plugin_action on_keBugCheck2(void *data, const struct vmi_event *ev,
      * (the kernel half is the same in every address space). Anything it
      * cannot read is left out of the event, which is never held back. */
     struct reads *xp = &b->x;   /* per VM: the host mode runs one handler per domain */
-    memset(xp, 0, sizeof *xp);
-    xp->host = host;
-    xp->r = &r;
-    xp->analyse = !host->opts->bsodmon_no_analysis;
-    xp->analysis_us = -1;
-    xp->in = (struct triage_input){
-        .code = c.code, .p = { c.p[0], c.p[1], c.p[2], c.p[3] },
-        .prof = host->kernel->has_profile && have_pg ? &host->kernel->prof : NULL,
-        .kernel_base = host->kernel->base, .read = paging_read_virt_cb, .ctx = &pg,
-        .modules = &b->modules,
-    };
+    reads_setup(b, host, &r, c.code, c.p, have_pg ? &pg : NULL);
     do_reads(xp);
     /* The code Windows stores, where the entry state does not decide it:
      * the crashing vCPU runs on alone to a point past the rewrites, for at
@@ -378,18 +387,10 @@ static void warm_up(struct plugin_host *host, struct bsodmon *b)
     struct paging pg;
     if (vmi_paging(host->vmi, &k->regs, k->regs.cr3, &pg, &e) < 0)
         return;
-    struct win_current cur;
-    win_current(host->vmi, &k->regs, k, &cur, &e);
-    bm_err_clear(&e);
-    if (host->opts->bsodmon_no_analysis)
-        return;
     /* 0xA with its IP in ntoskrnl: the module list, a name, a PE header. */
-    struct triage_input in = {
-        .code = 0xA, .p = { 0, 2, 0, k->base + 0x1000 }, .prof = &k->prof,
-        .kernel_base = k->base, .read = paging_read_virt_cb, .ctx = &pg,
-        .modules = &b->modules,
-    };
-    triage_analyse(&in, &b->x.t);
+    const uint64_t p[4] = { 0, 2, 0, k->base + 0x1000 };
+    reads_setup(b, host, &k->regs, 0xA, p, &pg);
+    do_reads(&b->x);
     memset(&b->x, 0, sizeof b->x);
 }
 
